@@ -1,0 +1,61 @@
+"""Deterministic ids: every aggregate id is derived from the natural key of the business thing,
+so the same fact arriving twice lands on the same aggregate (and is recognised as a repeat)."""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid5
+
+NS = UUID("5f1e3c2a-7d1b-4c1e-9a57-2f0d6b8e1a40")
+
+
+def _id(*parts: str) -> UUID:
+    return uuid5(NS, "\x1f".join(parts))
+
+
+def order_id(platform: str, shop_id: str, order: str) -> UUID:
+    return _id("order", platform, shop_id, order)
+
+
+def link_id(platform: str, shop_id: str, product_id: str) -> UUID:
+    return _id("link", platform, shop_id, product_id)
+
+
+def backlog_id(platform: str, shop_id: str, product_id: str) -> UUID:
+    return _id("backlog", platform, shop_id, product_id)
+
+
+def supplier_id(supplier: str) -> UUID:
+    return _id("supplier", supplier)
+
+
+def supplier_index_id(supplier: str) -> UUID:
+    return _id("supplier-index", supplier)
+
+
+def offer_id(supplier: str, offer: str) -> UUID:
+    return _id("offer", supplier, offer)
+
+
+def pricebook_id(supplier: str) -> UUID:
+    return _id("prices", supplier)
+
+
+def merchant_id(merchant: str) -> UUID:
+    return _id("merchant", merchant)
+
+
+def shop_id(platform: str, shop: str) -> UUID:
+    return _id("shop", platform, shop)
+
+
+def codebook_id(merchant: str) -> UUID:
+    return _id("codes", merchant)
+
+
+def allocation_uuid(allocation: str) -> UUID:
+    return _id("allocation", allocation)
+
+
+def new_allocation_id(platform: str, shop: str, order: str, supplier: str, seq: int) -> str:
+    """A short, stable, human-quotable allocation id (what suppliers see and answer with)."""
+    return "A" + _id("alloc", platform, shop, order, supplier, str(seq)).hex[:16].upper()

@@ -1,0 +1,269 @@
+"""The routing policy: a pure function from recorded facts to a decision (rules RT1-RT3, RT5,
+RT6, RT8-RT10).
+
+`decide(RoutingInput) -> Decision`. Everything the decision depends on is in the input (link
+version, each candidate's cost, stock, score, eligibility facts), and the input is stored with the
+decision, so re-running `decide` on it reproduces the decision exactly (rule RT6).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import msgspec
+
+from engine.base import Value
+
+
+class ComponentFacts(Value, frozen=True):
+    supplier_id: str
+    offer_id: str
+    supplier_sku_id: str
+    qty: int
+    """Reflow quantity (L3)."""
+    need: int
+    """Units this line needs of the component: ordered qty x reflow qty."""
+    supplier_active: bool
+    on_shelf: bool
+    """Offer known, on shelf, not expired, SKU listed, open to this merchant (RT1, M1, M2)."""
+    available: int
+    unit_cost: Decimal | None
+    score: int
+    in_pool: bool = True
+    """Meets the source pool (RT8), or the merchant has the pool off."""
+
+
+class CandidateFacts(Value, frozen=True):
+    index: int
+    components: tuple[ComponentFacts, ...]
+    priority: int | None = None
+    provinces: tuple[str, ...] | None = None
+
+
+class LineFacts(Value, frozen=True):
+    line_id: str
+    qty: int
+    candidates: tuple[CandidateFacts, ...]
+    link_version: int | None = None
+    matched_by: str = ""
+    """sku, merchant_code, product, item_code, bundle_code, or "" when nothing matched."""
+
+
+class RoutingInput(Value, frozen=True):
+    at: datetime
+    province: str
+    lines: tuple[LineFacts, ...]
+    split_tolerance: Decimal = Decimal("0")
+
+
+class Verdict(Value, frozen=True):
+    index: int
+    eligible: bool
+    cost: Decimal | None
+    stock: int
+    score: int
+    priority: int | None = None
+    reason: str | None = None
+    """Why it was not eligible: supplier_inactive, sku_off_shelf, not_served, not_in_pool, out_of_stock."""
+    lost: str | None = None
+    """Why an eligible candidate lost: priority, cost, score, link_order, fewer_splits."""
+
+
+class LineDecision(Value, frozen=True):
+    line_id: str
+    candidates: tuple[Verdict, ...]
+    chosen: int | None = None
+    unroutable: str | None = None
+
+
+class Decision(Value, frozen=True):
+    lines: tuple[LineDecision, ...]
+    consolidated_to: str | None = None
+
+
+_ORDER_OF_REASONS = ("out_of_stock", "supplier_inactive", "sku_off_shelf")
+_LINE_REASON = {
+    "supplier_inactive": "supplier_inactive",
+    "sku_off_shelf": "sku_off_shelf",
+    "not_served": "sku_off_shelf",
+    "not_in_pool": "sku_off_shelf",
+    "out_of_stock": "out_of_stock",
+}
+
+
+def _cost(c: CandidateFacts) -> Decimal | None:
+    total = Decimal(0)
+    for comp in c.components:
+        if comp.unit_cost is None:
+            return None
+        total += comp.unit_cost * comp.need
+    return total
+
+
+def _stock(c: CandidateFacts, used: dict[tuple[str, str, str], int]) -> int:
+    """How many of the shop SKU this candidate could make now (a bundle: its scarcest part)."""
+    return min(
+        (comp.available - used.get(_key(comp), 0)) // comp.qty for comp in c.components
+    )
+
+
+def _key(comp: ComponentFacts) -> tuple[str, str, str]:
+    return (comp.supplier_id, comp.offer_id, comp.supplier_sku_id)
+
+
+def _ineligible(c: CandidateFacts, province: str, used: dict) -> str | None:
+    """Rule RT1 (plus RT8 pool and RT9 provinces); None when eligible."""
+    if not all(comp.supplier_active for comp in c.components):
+        return "supplier_inactive"
+    if not all(comp.on_shelf for comp in c.components):
+        return "sku_off_shelf"
+    if c.provinces is not None and province not in c.provinces:
+        return "not_served"
+    if not all(comp.in_pool for comp in c.components):
+        return "not_in_pool"
+    if any(comp.available - used.get(_key(comp), 0) < comp.need for comp in c.components):
+        return "out_of_stock"
+    return None
+
+
+def _rank(v: Verdict) -> tuple:
+    """Rule RT2: manual priority, then cheapest, then best fulfilment score, then link order."""
+    return (
+        0 if v.priority is not None else 1,
+        v.priority if v.priority is not None else 0,
+        0 if v.cost is not None else 1,
+        v.cost if v.cost is not None else Decimal(0),
+        -v.score,
+        v.index,
+    )
+
+
+def _why_lost(winner: Verdict, loser: Verdict) -> str:
+    w, l = _rank(winner), _rank(loser)
+    if w[:2] != l[:2]:
+        return "priority"
+    if w[2:4] != l[2:4]:
+        return "cost"
+    if w[4] != l[4]:
+        return "score"
+    return "link_order"
+
+
+def _consume(c: CandidateFacts, used: dict) -> None:
+    for comp in c.components:
+        used[_key(comp)] = used.get(_key(comp), 0) + comp.need
+
+
+def _decide_line(line: LineFacts, province: str, used: dict) -> LineDecision:
+    verdicts = []
+    for c in line.candidates:
+        reason = _ineligible(c, province, used)
+        verdicts.append(
+            Verdict(
+                index=c.index,
+                eligible=reason is None,
+                cost=_cost(c),
+                stock=max(_stock(c, used), 0),
+                score=min(comp.score for comp in c.components),
+                priority=c.priority,
+                reason=reason,
+            )
+        )
+    if not verdicts:
+        return LineDecision(line_id=line.line_id, candidates=(), unroutable="no_link")
+    eligible = sorted((v for v in verdicts if v.eligible), key=_rank)
+    if not eligible:
+        reasons = {_LINE_REASON[v.reason] for v in verdicts if v.reason}
+        reason = next(r for r in _ORDER_OF_REASONS if r in reasons)
+        return LineDecision(line_id=line.line_id, candidates=tuple(verdicts), unroutable=reason)
+    winner = eligible[0]
+    _consume(line.candidates[[c.index for c in line.candidates].index(winner.index)], used)
+    final = tuple(
+        v if (not v.eligible or v.index == winner.index) else _with(v, lost=_why_lost(winner, v))
+        for v in verdicts
+    )
+    return LineDecision(line_id=line.line_id, candidates=final, chosen=winner.index)
+
+
+def _with(v: Verdict, **changes) -> Verdict:
+    return msgspec.structs.replace(v, **changes)
+
+
+def _suppliers(c: CandidateFacts) -> set[str]:
+    return {comp.supplier_id for comp in c.components}
+
+
+def _candidate(line: LineFacts, index: int) -> CandidateFacts:
+    return next(c for c in line.candidates if c.index == index)
+
+
+def decide(inp: RoutingInput) -> Decision:
+    used: dict[tuple[str, str, str], int] = {}
+    lines = [_decide_line(line, inp.province, used) for line in inp.lines]
+    return _fewer_splits(inp, lines)
+
+
+def _fewer_splits(inp: RoutingInput, lines: list[LineDecision]) -> Decision:
+    """Rule RT10: one supplier for the whole order when within the merchant's split tolerance."""
+    routed = [(f, d) for f, d in zip(inp.lines, lines) if d.chosen is not None]
+    chosen = [_candidate(f, d.chosen) for f, d in routed]
+    suppliers_used = set().union(*(_suppliers(c) for c in chosen)) if chosen else set()
+    if len(suppliers_used) < 2:
+        return Decision(lines=tuple(lines))
+    split_cost = [_cost(c) for c in chosen]
+    if any(c is None for c in split_cost):
+        return Decision(lines=tuple(lines))
+    limit = sum(split_cost, Decimal(0)) * (1 + inp.split_tolerance)
+    best: tuple | None = None
+    all_suppliers = sorted(
+        {comp.supplier_id for f, _ in routed for c in f.candidates for comp in c.components}
+    )
+    for supplier in all_suppliers:
+        used: dict = {}
+        picks: list[int] = []
+        for (facts, dec), current in zip(routed, chosen):
+            if current.priority is not None and _suppliers(current) != {supplier}:
+                break  # a manual priority is the merchant's word; fewer splits does not override it
+            options = sorted(
+                (
+                    Verdict(index=c.index, eligible=True, cost=_cost(c), stock=0,
+                            score=min(x.score for x in c.components), priority=c.priority)
+                    for c in facts.candidates
+                    if _suppliers(c) == {supplier} and _ineligible(c, inp.province, used) is None
+                    and _cost(c) is not None
+                ),
+                key=_rank,
+            )
+            if not options:
+                break
+            picks.append(options[0].index)
+            _consume(_candidate(facts, options[0].index), used)
+        else:
+            total = sum((_cost(_candidate(f, i)) for (f, _), i in zip(routed, picks)), Decimal(0))
+            score = min(_candidate(f, i).components[0].score for (f, _), i in zip(routed, picks))
+            key = (total, -score, supplier)
+            if total <= limit and (best is None or key < best[0]):
+                best = (key, supplier, picks)
+    if best is None:
+        return Decision(lines=tuple(lines))
+    _, supplier, picks = best
+    new_lines = list(lines)
+    routed_ids = {d.line_id: i for i, (_, d) in enumerate(routed)}
+    for pos, dec in enumerate(lines):
+        if dec.line_id not in routed_ids:
+            continue
+        pick = picks[routed_ids[dec.line_id]]
+        if pick == dec.chosen:
+            continue
+        new_lines[pos] = LineDecision(
+            line_id=dec.line_id,
+            chosen=pick,
+            candidates=tuple(
+                _with(v, lost="fewer_splits") if v.index == dec.chosen
+                else _with(v, eligible=True, reason=None, lost=None) if v.index == pick
+                else v
+                for v in dec.candidates
+            ),
+        )
+    return Decision(lines=tuple(new_lines), consolidated_to=supplier)

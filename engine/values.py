@@ -1,0 +1,102 @@
+"""Value objects shared by commands, events and the routing policy."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from engine.base import Value
+
+PLATFORMS = ("douyin", "kuaishou", "taobao", "tmall", "pinduoduo", "weigong")
+
+UnroutableReason = Literal["no_link", "out_of_stock", "supplier_inactive", "sku_off_shelf"]
+
+
+class Component(Value, frozen=True):
+    """One supplier SKU in an alternative; `qty` is the reflow quantity (rule L3)."""
+
+    supplier_id: str
+    offer_id: str
+    supplier_sku_id: str
+    qty: int = 1
+
+
+class Alternative(Value, frozen=True):
+    """One way to fulfil a shop SKU: one component, or several (a bundle, rule L4)."""
+
+    components: tuple[Component, ...]
+    priority: int | None = None
+    provinces: tuple[str, ...] | None = None
+    """Ship-to provinces served (rule RT9); None serves everywhere."""
+
+
+class SkuLink(Value, frozen=True):
+    """The alternatives of one shop SKU; neither sku_id nor merchant_code = product level (L6)."""
+
+    alternatives: tuple[Alternative, ...]
+    sku_id: str | None = None
+    merchant_code: str | None = None
+
+
+class Region(Value, frozen=True):
+    """The part of an address that may be shown in clear (rule P1: down to district)."""
+
+    province: str
+    city: str
+    district: str
+
+
+class Buyer(Value, frozen=True):
+    """Consumer personal data. Never stored or published in clear (rule P2)."""
+
+    name: str
+    phone: str
+    province: str
+    city: str
+    district: str
+    address: str
+
+    @property
+    def region(self) -> Region:
+        return Region(province=self.province, city=self.city, district=self.district)
+
+
+class LineIn(Value, frozen=True):
+    line_id: str
+    product_id: str
+    title: str
+    qty: int
+    unit_price: Decimal
+    sku_id: str | None = None
+    merchant_code: str | None = None
+    spec: str | None = None
+
+
+class OfferSku(Value, frozen=True):
+    supplier_sku_id: str
+    stock: int
+    spec: str | None = None
+    enrolled: bool = False
+    """Enrolled in the merchant's source pool (rule RT8)."""
+    channel_price: Decimal | None = None
+    lowest_30d_price: Decimal | None = None
+    market_price: Decimal | None = None
+
+
+class SkuQty(Value, frozen=True):
+    supplier_sku_id: str
+    qty: int
+
+
+class HoldRules(Value, frozen=True):
+    """Merchant interception rules (rule I6)."""
+
+    amount_over: Decimal | None = None
+    remark_words: tuple[str, ...] = ()
+    out_of_stock: bool = False
+
+
+class MerchantSettings(Value, frozen=True):
+    source_pool: bool = False
+    split_tolerance: Decimal = Decimal("0")
+    holds: HoldRules = HoldRules()
