@@ -178,6 +178,7 @@ class Reflow(Application):
         key = key or self.env.get("REFLOW_CIPHER_KEY")
         if not key:
             raise InvalidCommand("REFLOW_CIPHER_KEY: a cipher key is needed to seal consumer data")
+        self._cipher_key = key
         self.cipher = AESCipher(Environment(env={"CIPHER_KEY": key}))
         self.token_key = hashlib.sha256(b"reflow-recipient-token\x1f" + key.encode()).digest()
         self.default_merchant = default_merchant

@@ -134,3 +134,19 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+def app(store_url: str, tmp_path: Path):
+    """The application service on a fresh store: SQLite and PostgreSQL alike."""
+    from eventsourcing.cipher import AESCipher
+
+    from adapters.store import ensure_store, store_env
+    from engine.app import Reflow
+
+    env = store_env(store_url, tmp_path)
+    ensure_store(env)
+    env["REFLOW_CIPHER_KEY"] = AESCipher.create_key(32)
+    application = Reflow(env)
+    yield application
+    application.close()
