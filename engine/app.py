@@ -143,7 +143,7 @@ class Work:
     def __init__(self, app: Reflow) -> None:
         self.app = app
         self.loaded: dict[UUID, Aggregate | None] = {}
-        self.outcome: dict[str, Any] = {}
+        self.clear: dict[bytes, Buyer] = {}  # sealed -> buyer, to unseal once per command
 
     def get(self, cls: type[A], id: UUID) -> A | None:  # noqa: A002
         if id not in self.loaded:
@@ -467,10 +467,12 @@ class Reflow(Application):
             if order.placed:
                 return order.status
             merchant = self._merchant_of(w, platform, shop_id)
+            sealed = seal(self.cipher, buyer)
+            w.clear[sealed] = buyer
             order.trigger(
                 OrderPlaced, placed_at, platform=platform, shop_id=shop_id, order_id=order_id,
                 merchant_id=merchant, lines=lines, region=buyer.region,
-                sealed_buyer=seal(self.cipher, buyer), channel=channel or _channel(platform),
+                sealed_buyer=sealed, channel=channel or _channel(platform),
                 sealed_remark=self.cipher.encrypt(remark.encode()) if remark else None,
             )
             if not order.cancelled and not order.under_review:
@@ -588,7 +590,9 @@ class Reflow(Application):
                 return order.status  # an older change arriving late changes nothing
             if order.placed and order.placed_at and at < order.placed_at:
                 return order.status
-            order.trigger(AddressChanged, at, region=buyer.region, sealed_buyer=seal(self.cipher, buyer))
+            sealed = seal(self.cipher, buyer)
+            w.clear[sealed] = buyer
+            order.trigger(AddressChanged, at, region=buyer.region, sealed_buyer=sealed)
             for alloc in self._live(w, order):
                 if alloc.status == "active":
                     self._stop(w, order, alloc, "intercepted", "address changed", at)
@@ -891,7 +895,7 @@ class Reflow(Application):
                     amount=comp.unit_cost * comp.need if comp.unit_cost is not None else None,
                     product_id=line.product_id, link_version=lf.link_version,
                 ))
-        buyer = unseal(self.cipher, order.sealed)
+        buyer = w.clear.get(order.sealed) or unseal(self.cipher, order.sealed)
         recipient = mask(buyer)
         token = recipient_token(self.token_key, f"{order.platform}/{order.shop_id}/{order.order_id}", order.sealed)
         refs = []
