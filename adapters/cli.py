@@ -1,0 +1,109 @@
+"""The ``reflow`` command line: thin over the composition root (``adapters.bootstrap``).
+
+Global options (CONTRACT section 5) come before the command: ``reflow --store URL serve``; each
+also reads its ``REFLOW_*`` environment variable. A failure exits non-zero with one line on
+stderr, ``reflow: <reason>``, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from adapters.bootstrap import DEFAULT_NATS_URL, Settings
+from adapters.store import DEFAULT_DATA_DIR
+
+app = typer.Typer(
+    name="reflow", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Event-sourced order routing for dropshipping merchants.",
+)
+
+
+@app.callback()
+def options(
+    ctx: typer.Context,
+    store: Optional[str] = typer.Option(
+        None, "--store", envvar="REFLOW_STORE", metavar="URL",
+        help="Event store: sqlite:///path (default <data-dir>/events.db) or postgresql://...",
+    ),
+    duckdb: Optional[Path] = typer.Option(
+        None, "--duckdb", envvar="REFLOW_DUCKDB", metavar="PATH",
+        help="Analysts' DuckDB file (default <data-dir>/reflow.duckdb).",
+    ),
+    nats_url: str = typer.Option(
+        DEFAULT_NATS_URL, "--nats", envvar="REFLOW_NATS_URL", metavar="URL", help="NATS server.",
+    ),
+    data_dir: Path = typer.Option(
+        Path(DEFAULT_DATA_DIR), "--data-dir", metavar="DIR",
+        help="Where the default store, DuckDB file and cipher key live.",
+    ),
+) -> None:
+    ctx.obj = Settings(store=store or None, duckdb=duckdb, nats_url=nats_url, data_dir=data_dir)
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    batch: int = typer.Option(256, min=1, max=10_000, help="Messages fetched and applied per batch."),
+    ack_wait: float = typer.Option(
+        10.0, min=1.0, help="Seconds before an unacknowledged message is delivered again."),
+) -> None:
+    """Consume REFLOW_IN, route, publish REFLOW_OUT, keep projections current, until SIGTERM/SIGINT."""
+    from adapters.serve import serve as run_serve
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s reflow %(levelname)s %(message)s")
+    settings: Settings = ctx.obj
+    server = asyncio.run(run_serve(settings, batch=batch, ack_wait=ack_wait))
+    logging.getLogger("reflow.serve").info(
+        "stopped: %d applied, %d dead-lettered, %d published",
+        server.applied, server.dead, server.publisher.published)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of every inbound message (subject -> schema)."""
+    from adapters.messages import json_schemas
+
+    typer.echo(json.dumps(json_schemas(), ensure_ascii=False, indent=2))
+
+
+def main() -> None:
+    """Entry point: run the app; known failures become one line on stderr and exit code 1."""
+    from adapters.serve import ServeError
+    from engine.errors import DomainError
+
+    try:
+        app(standalone_mode=False)
+    except (DomainError, ValueError, ServeError, OSError, ConnectionError) as exc:
+        _fail(str(exc) or type(exc).__name__)
+    except KeyboardInterrupt:
+        _fail("interrupted", code=130)
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        _fail("aborted")
+    except Exception as exc:  # noqa: BLE001 - usage errors (typer's own click) and the unexpected
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            message = exc.format_message()
+            if not message:  # e.g. no command given: the help was printed already
+                raise SystemExit(exc.exit_code) from None
+            _fail(message, code=exc.exit_code)
+        _fail(f"{type(exc).__name__}: {exc}")
+
+
+def _fail(reason: str, code: int = 1) -> None:
+    from adapters.messages import one_line
+
+    print(f"reflow: {one_line(reason, limit=500)}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

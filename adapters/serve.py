@@ -1,0 +1,336 @@
+"""``reflow serve``: consume REFLOW_IN, route, dead-letter, publish REFLOW_OUT, feed projections.
+
+One batch at a time, in stream order:
+
+1. fetch up to ``batch`` messages from the durable pull consumer ``reflow``;
+2. apply them one after the other in the engine thread (each command is its own durable write;
+   the event loop stays free meanwhile and tells the server the batch is in progress);
+3. publish the dead letters of the batch, all at once, and wait for the server to store them;
+4. acknowledge every message whose effect is stored (applied, or dead-lettered);
+5. wake the outbound publisher and the projection runner, which run beside the next batch.
+
+A message that fails for a reason that is not its own (the store is down) stops the batch: it
+and the rest are handed back (nak) in order and reflow waits a little before fetching again.
+The consumer allows at most one batch unacknowledged (``max_ack_pending = batch``), so after a
+crash the unacknowledged batch is delivered again before anything newer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from adapters.bootstrap import Settings, open_app
+from adapters.inbound import Outcome, handle
+from adapters.messages import one_line
+from adapters.outbound import Publisher
+from engine.app import Reflow
+
+log = logging.getLogger("reflow.serve")
+
+IN_STREAM, OUT_STREAM, DLQ_STREAM = "REFLOW_IN", "REFLOW_OUT", "REFLOW_DLQ"
+CONSUMER = "reflow"
+HOUR = 3600.0
+STREAMS = {
+    IN_STREAM: "reflow.in.>",
+    OUT_STREAM: "reflow.out.>",
+    DLQ_STREAM: "reflow.dlq.>",
+}
+DUPLICATE_WINDOW = {IN_STREAM: 2 * HOUR, OUT_STREAM: 24 * HOUR, DLQ_STREAM: 24 * HOUR}
+
+
+class ServeError(Exception):
+    """serve cannot start (no NATS server, a stream configured otherwise); one line."""
+
+
+# -- broker setup -------------------------------------------------------------------------------
+
+
+async def connect(url: str, *, attempts: int = 3) -> NATS:
+    """Connect, failing after a few attempts; once connected, reconnect forever."""
+
+    async def quiet(exc: Exception) -> None:  # nats-py would print a traceback per retry
+        log.debug("nats: %s", one_line(str(exc) or type(exc).__name__))
+
+    async def disconnected() -> None:
+        if not nc_box or not nc_box[0].is_closed:
+            log.warning("NATS connection lost; reconnecting")
+
+    async def reconnected() -> None:
+        log.warning("NATS connection back")
+
+    nc_box: list[NATS] = []
+    try:
+        nc = await nats.connect(
+            url, connect_timeout=2, reconnect_time_wait=0.5, max_reconnect_attempts=attempts,
+            error_cb=quiet, disconnected_cb=disconnected, reconnected_cb=reconnected,
+            pending_size=64 * 1024 * 1024,
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure to connect is one line for the user
+        raise ServeError(f"cannot connect to NATS at {url}: {one_line(str(exc) or type(exc).__name__)}") from None
+    nc.options["max_reconnect_attempts"] = -1
+    nc_box.append(nc)
+    return nc
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    """Create REFLOW_IN, REFLOW_OUT and REFLOW_DLQ (file storage) where missing."""
+    for name, subject in STREAMS.items():
+        try:
+            await js.stream_info(name)
+            continue
+        except NotFoundError:
+            pass
+        await js.add_stream(StreamConfig(
+            name=name, subjects=[subject], storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW[name],
+        ))
+
+
+async def ensure_consumer(js: JetStreamContext, batch: int, ack_wait: float) -> None:
+    """The durable pull consumer ``reflow``: explicit acks, one batch in flight at most."""
+    config = ConsumerConfig(
+        durable_name=CONSUMER, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+        ack_wait=ack_wait, max_ack_pending=batch, max_deliver=-1, filter_subject=STREAMS[IN_STREAM],
+    )
+    await js.add_consumer(IN_STREAM, config)
+
+
+# -- one batch ----------------------------------------------------------------------------------
+
+
+def apply_batch(app: Reflow, items: list[tuple[str, bytes, datetime]]) -> tuple[list[Outcome], BaseException | None]:
+    """Apply messages in order; stop at the first failure that is not the message's fault."""
+    outcomes: list[Outcome] = []
+    for subject, data, received_at in items:
+        try:
+            outcomes.append(handle(app, subject, data, received_at))
+        except Exception as exc:  # noqa: BLE001 - reported by the caller, message handed back
+            return outcomes, exc
+    return outcomes, None
+
+
+def dead_letter_id(msg: Msg) -> str:
+    """Derived from the original's id, so a redelivered bad message is dead-lettered once."""
+    original = (msg.headers or {}).get("Nats-Msg-Id")
+    if original:
+        return f"dlq-{original}"
+    return f"dlq-{IN_STREAM}-{msg.metadata.sequence.stream}"
+
+
+def dead_letter_subject(subject: str) -> str:
+    return "reflow.dlq." + subject.removeprefix("reflow.")
+
+
+def received_at(msg: Msg) -> datetime:
+    try:
+        return msg.metadata.timestamp
+    except Exception:  # noqa: BLE001 - not a JetStream message
+        return datetime.now(timezone.utc)
+
+
+class Server:
+    """The serve loop over one app and one NATS connection."""
+
+    def __init__(self, app: Reflow, nc: NATS, *, batch: int = 256, ack_wait: float = 10.0,
+                 duckdb_path: Any = None) -> None:
+        self.app, self.nc, self.js = app, nc, nc.jetstream()
+        self.batch, self.ack_wait = batch, ack_wait
+        self.engine = ThreadPoolExecutor(1, thread_name_prefix="reflow-engine")
+        self.reader = ThreadPoolExecutor(1, thread_name_prefix="reflow-outbound")
+        self.publisher = Publisher.in_executor(app, self.js, self.reader)
+        self.projections = _projection_runner(app, duckdb_path)
+        self.projector = ThreadPoolExecutor(1, thread_name_prefix="reflow-projections")
+        self.stop = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.applied = self.dead = 0
+
+    async def run(self, on_ready: Callable[[], None] | None = None) -> None:
+        await ensure_streams(self.js)
+        await ensure_consumer(self.js, self.batch, self.ack_wait)
+        sub = await self.js.pull_subscribe_bind(durable=CONSUMER, stream=IN_STREAM)
+        await self._after_crash()
+        background = [asyncio.create_task(self._outbound_loop()),
+                      asyncio.create_task(self._projection_loop())]
+        if on_ready:
+            on_ready()
+        backoff = 0.0
+        try:
+            while not self.stop.is_set():
+                if backoff:
+                    await self._sleep(backoff)
+                try:
+                    msgs = await sub.fetch(self.batch, timeout=1.0)
+                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                    continue
+                except Exception as exc:  # noqa: BLE001 - NATS away: keep trying
+                    log.warning("fetch failed (%s); retrying", one_line(str(exc) or type(exc).__name__))
+                    await self._sleep(0.5)
+                    continue
+                ok = await self._process(msgs)
+                backoff = 0.0 if ok else min(max(backoff * 2, 0.5), 10.0)
+                self.wake.set()
+        finally:
+            self.stop.set()
+            self.wake.set()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._drain()
+
+    async def _after_crash(self) -> None:
+        """A previous run died with a batch unacknowledged: wait until the server hands it back
+        (after ack_wait), so it is applied again before anything newer."""
+        info = await self.js.consumer_info(IN_STREAM, CONSUMER)
+        if info.num_ack_pending:
+            log.warning("%d message(s) of a previous run unacknowledged; waiting %.0fs for them",
+                        info.num_ack_pending, self.ack_wait)
+            await self._sleep(self.ack_wait + 0.5)
+
+    async def _process(self, msgs: list[Msg]) -> bool:
+        items = [(m.subject, m.data, received_at(m)) for m in msgs]
+        loop = asyncio.get_running_loop()
+        work = loop.run_in_executor(self.engine, apply_batch, self.app, items)
+        keepalive = asyncio.create_task(self._keep_in_progress(msgs))
+        try:
+            outcomes, failure = await work
+        finally:
+            keepalive.cancel()
+        done = msgs[: len(outcomes)]
+        dead = [(m, o) for m, o in zip(done, outcomes) if o.dead]
+        stored = await self._dead_letter(dead)
+        for m, o in zip(done, outcomes):
+            if not o.dead or id(m) in stored:
+                await m.ack()
+            else:
+                await m.nak()
+        self.applied += sum(1 for o in outcomes if not o.dead)
+        self.dead += len(stored)
+        if failure is not None:
+            log.error("could not apply %s (will retry): %s: %s", msgs[len(outcomes)].subject,
+                      type(failure).__name__, one_line(str(failure)))
+            for m in msgs[len(outcomes):]:
+                await m.nak()
+            return False
+        return len(stored) == len(dead)
+
+    async def _dead_letter(self, dead: list[tuple[Msg, Outcome]]) -> set[int]:
+        """Publish the dead letters together; the ids of those the server stored."""
+        if not dead:
+            return set()
+        futures = []
+        for m, o in dead:
+            log.info("dead letter %s: %s", m.subject, o.error)
+            headers = {"Reflow-Error": o.error, "Reflow-Subject": m.subject,
+                       "Nats-Msg-Id": dead_letter_id(m)}
+            futures.append(await self.js.publish_async(dead_letter_subject(m.subject), m.data,
+                                                       headers=headers))
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for (m, _), r in zip(dead, results):
+            if isinstance(r, BaseException):
+                log.warning("dead letter for %s not stored (%s); will retry", m.subject, type(r).__name__)
+        return {id(m) for (m, _), r in zip(dead, results) if not isinstance(r, BaseException)}
+
+    async def _keep_in_progress(self, msgs: list[Msg]) -> None:
+        """Tell the server a long batch is being worked on, so it is not redelivered meanwhile."""
+        while True:
+            await asyncio.sleep(self.ack_wait / 3)
+            for m in msgs:
+                with contextlib.suppress(Exception):
+                    await m.in_progress()
+
+    async def _outbound_loop(self) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=1.0)
+            self.wake.clear()
+            try:
+                await self.publisher.publish_pending()
+            except Exception as exc:  # noqa: BLE001 - NATS away: the next round resumes
+                log.warning("outbound publish failed (%s); retrying", one_line(str(exc) or type(exc).__name__))
+                await self._sleep(0.5)
+
+    async def _projection_loop(self) -> None:
+        if self.projections is None:
+            return
+        loop = asyncio.get_running_loop()
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                await loop.run_in_executor(self.projector, self.projections.run_once)
+            except Exception as exc:  # noqa: BLE001 - analysts' views lag, routing goes on
+                log.warning("projections: %s: %s", type(exc).__name__, one_line(str(exc)))
+            await self._sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+
+    async def _drain(self) -> None:
+        """After the last batch: publish what it caused, bring the projections up to date."""
+        try:
+            await asyncio.wait_for(self.publisher.publish_pending(), timeout=30)
+        except Exception as exc:  # noqa: BLE001 - published on the next start instead
+            log.warning("outbound not fully published at exit (%s); the next start resumes",
+                        one_line(str(exc) or type(exc).__name__))
+        if self.projections is not None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(self.projector, self.projections.run_once)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("projections: %s: %s", type(exc).__name__, one_line(str(exc)))
+        for pool in (self.engine, self.reader, self.projector):
+            pool.shutdown(wait=True)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+
+
+def _projection_runner(app: Reflow, duckdb_path: Any) -> Any:
+    """``projections.runner.ProjectionRunner`` where it exists (built separately), else None."""
+    if duckdb_path is None:
+        return None
+    try:
+        from projections.runner import ProjectionRunner
+    except ImportError:
+        return None
+    return ProjectionRunner(app, duckdb_path)
+
+
+async def serve(settings: Settings, *, batch: int = 256, ack_wait: float = 10.0,
+                stop: asyncio.Event | None = None, on_ready: Callable[[Server], None] | None = None,
+                handle_signals: bool = True) -> Server:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set): drain the in-flight batch, publish, return."""
+    app = open_app(settings)
+    try:
+        nc = await connect(settings.nats_url)
+        try:
+            server = Server(app, nc, batch=batch, ack_wait=ack_wait, duckdb_path=settings.duckdb_path)
+            loop = asyncio.get_running_loop()
+            if handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, server.stop.set)
+            if stop is not None:
+                asyncio.create_task(_relay(stop, server.stop))
+            await server.run(on_ready=(lambda: on_ready(server)) if on_ready else None)
+            return server
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.flush(timeout=5)  # the last acks and publishes
+            with contextlib.suppress(Exception):
+                await nc.close()
+    finally:
+        app.close()
+
+
+async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
