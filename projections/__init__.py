@@ -1,0 +1,6 @@
+"""DuckDB read models for analysts, and supplier statements (CONTRACT section 4, rules RC1-RC5).
+
+`ProjectionRunner` (runner.py) feeds the fact tables and publishes the analysts' file;
+`schema.py` holds the tables and views; `statements.py` issues statements; `export.py` writes
+them out; `rebuild.py` recreates everything from the event store.
+"""

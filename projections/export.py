@@ -1,0 +1,109 @@
+"""Export an issued statement by the file's extension: .csv, .parquet or .xlsx.
+
+CSV and Parquet hold one flat table (`rows(statement)`): a `section` column says what each row
+is: `line` (a tracked allocation line, RC2), `total`, `post_shipment_aftersale` and `loss_risk`
+(listed apart). Parquet also carries the statement's id, period and content hash as file
+metadata. XLSX has a `summary` sheet and one sheet per section.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine.errors import InvalidCommand
+from projections.statements import Statement
+
+COLUMNS = ["section", "allocation_id", "platform", "shop_id", "order_id", "line_id", "offer_id",
+           "supplier_sku_id", "product_id", "qty", "unit_price", "amount", "price_tier", "allocated_at",
+           "tracked_at", "carrier", "tracking_no", "aftersale_id", "kind", "reason", "at"]
+LINE = COLUMNS[1:17]
+APART = ["allocation_id", "platform", "shop_id", "order_id", "line_id", "aftersale_id", "kind", "carrier",
+         "tracking_no", "reason", "at"]
+
+
+def rows(statement: Statement) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for ln in statement.lines:
+        out.append({"section": "line", **{c: getattr(ln, c) for c in LINE}})
+    out.append({"section": "total", "qty": statement.qty, "amount": statement.total})
+    for a in statement.apart:
+        out.append({"section": a.section, **{c: getattr(a, c) for c in APART}})
+    return [{c: r.get(c) for c in COLUMNS} for r in out]
+
+
+def summary(statement: Statement) -> dict[str, object]:
+    s = statement
+    return {"statement_id": s.statement_id, "supplier_id": s.supplier_id, "period_from": s.period_from.isoformat(),
+            "period_to": s.period_to.isoformat(), "issued_at": s.issued_at.isoformat(), "lines": len(s.lines),
+            "qty": s.qty, "total": str(s.total), "content_hash": s.content_hash}
+
+
+def text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def export_statement(statement: Statement, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    kind = path.suffix.lower()
+    writers = {".csv": _csv, ".parquet": _parquet, ".xlsx": _xlsx}
+    if kind not in writers:
+        raise InvalidCommand(f"--out: {path.name} must end in .csv, .parquet or .xlsx")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writers[kind](statement, path)
+    return path
+
+
+def _csv(statement: Statement, path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        for r in rows(statement):
+            w.writerow([text(r[c]) for c in COLUMNS])
+
+
+def _parquet(statement: Statement, path: Path) -> None:
+    data = rows(statement)
+    types = {"qty": pa.int64(), "unit_price": pa.decimal128(18, 4), "amount": pa.decimal128(18, 4),
+             "allocated_at": pa.timestamp("us", tz="UTC"), "tracked_at": pa.timestamp("us", tz="UTC"),
+             "at": pa.timestamp("us", tz="UTC")}
+    schema = pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS],
+                       metadata={k.encode(): text(v).encode() for k, v in summary(statement).items()})
+    table = pa.Table.from_pylist(data, schema=schema)
+    pq.write_table(table, path)
+
+
+def _xlsx(statement: Statement, path: Path) -> None:
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "summary"
+    for k, v in summary(statement).items():
+        ws.append([k, v])
+    sheets = {"line": ("lines", LINE), "post_shipment_aftersale": ("post_shipment_aftersales", APART),
+              "loss_risk": ("loss_risks", APART)}
+    for section, (title, cols) in sheets.items():
+        sheet = wb.create_sheet(title)
+        sheet.append(cols)
+        for r in rows(statement):
+            if r["section"] == section:
+                sheet.append([_cell(r[c]) for c in cols])
+    wb.save(path)
+
+
+def _cell(value: object) -> object:
+    """openpyxl cannot store aware datetimes; money stays exact as text."""
+    if isinstance(value, datetime | Decimal):
+        return text(value)
+    return value

@@ -1,0 +1,195 @@
+"""From events to fact rows: one batch collects plain Python lists per table, then Arrow tables.
+
+Only what analysts and statements need is kept. Never projected (rule P2): the sealed buyer, the
+sealed remark, the masked recipient and its token; nothing here reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+
+from engine.catalog import MerchantTierSet, PriceSet, SupplierUpserted
+from engine.orders import (
+    AftersaleClosed,
+    AftersaleOpened,
+    Allocated,
+    AllocationCancelled,
+    AllocationEnded,
+    AllocationShipped,
+    InterceptAnswered,
+    InterceptRequested,
+    LossRiskRecorded,
+    OrderCancelled,
+    OrderHeld,
+    OrderPlaced,
+    OrderReferenced,
+    OrderReleased,
+    OrderRouted,
+    OrderShipped,
+    ReviewChanged,
+    TrackingUploaded,
+)
+from projections.schema import ARROW_SCHEMAS, TABLES
+from projections.statements import StatementIssued
+
+UTC = timezone.utc
+_Q4 = Decimal("0.0001")
+
+
+def ts(dt: datetime | None) -> datetime | None:
+    """Stored as naive UTC (see projections.schema)."""
+    return None if dt is None else dt.astimezone(UTC).replace(tzinfo=None)
+
+
+def money(d: Decimal | None) -> Decimal | None:
+    if d is None or d.as_tuple().exponent >= -4:  # type: ignore[operator]
+        return d
+    return d.quantize(_Q4)
+
+
+class Batch:
+    """Rows of one batch, per fact table, in column order of `projections.schema.TABLES`."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[tuple]] = {name: [] for name in TABLES}
+        self.events = 0
+
+    def add(self, pos: int, event: Any) -> None:
+        handler = HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self.rows, pos, event)
+            self.events += 1
+
+    def tables(self) -> list[tuple[str, pa.Table]]:
+        out = []
+        for name, rows in self.rows.items():
+            if rows:
+                schema = ARROW_SCHEMAS[name]
+                columns = list(zip(*rows))
+                arrays = [pa.array(col, type=field.type) for col, field in zip(columns, schema)]
+                out.append((name, pa.Table.from_arrays(arrays, schema=schema)))
+        return out
+
+
+Rows = dict[str, list[tuple]]
+
+
+def _placed(r: Rows, pos: int, e: OrderPlaced) -> None:
+    oid = str(e.originator_id)
+    r["order_keys"].append((oid, e.platform, e.shop_id, e.order_id, pos))
+    r["orders_placed"].append((oid, e.merchant_id, e.channel, ts(e.at), pos))
+    for n, ln in enumerate(e.lines):
+        r["order_lines"].append((oid, n, ln.line_id, ln.product_id, ln.sku_id, ln.merchant_code, ln.qty,
+                                 money(ln.unit_price), pos))
+
+
+def _referenced(r: Rows, pos: int, e: OrderReferenced) -> None:
+    r["order_keys"].append((str(e.originator_id), e.platform, e.shop_id, e.order_id, pos))
+
+
+def _routed(r: Rows, pos: int, e: OrderRouted) -> None:
+    oid, at = str(e.originator_id), ts(e.at)
+    for ld in e.decision.lines:
+        if ld.chosen is not None:
+            r["line_routes"].append((oid, ld.line_id, pos, "allocated", None, at))
+        elif ld.unroutable is not None:
+            r["line_routes"].append((oid, ld.line_id, pos, "unroutable", ld.unroutable, at))
+    for ref in e.allocations:
+        for line_id in ref.line_ids:
+            r["alloc_refs"].append((oid, ref.allocation_id, ref.supplier_id, line_id, pos))
+
+
+def _flag(flag: str, value: Callable[[Any], bool], reason: Callable[[Any], str | None]) -> Callable:
+    def handle(r: Rows, pos: int, e: Any) -> None:
+        r["order_flags"].append((str(e.originator_id), pos, flag, value(e), reason(e), ts(e.at)))
+    return handle
+
+
+def _ended(r: Rows, pos: int, e: AllocationEnded) -> None:
+    r["allocations_ended"].append((str(e.originator_id), e.allocation_id, e.how, e.reason, ts(e.at), pos))
+
+
+def _aftersale_opened(r: Rows, pos: int, e: AftersaleOpened) -> None:
+    r["aftersales"].append((str(e.originator_id), e.aftersale_id, e.kind, e.line_id, e.post_shipment,
+                            ts(e.at), pos))
+
+
+def _aftersale_closed(r: Rows, pos: int, e: AftersaleClosed) -> None:
+    r["aftersales_closed"].append((str(e.originator_id), e.aftersale_id, e.outcome, ts(e.at), pos))
+
+
+def _allocated(r: Rows, pos: int, e: Allocated) -> None:
+    r["allocations"].append((str(e.originator_id), e.allocation_id, e.platform, e.shop_id, e.order_id,
+                             e.merchant_id, e.supplier_id, e.channel, e.trigger, ts(e.at), ts(e.ship_by), pos))
+    for n, ln in enumerate(e.lines):
+        r["allocation_lines"].append((e.allocation_id, n, ln.line_id, ln.offer_id, ln.supplier_sku_id,
+                                      ln.product_id, ln.qty, money(ln.unit_cost), money(ln.amount),
+                                      ln.link_version, pos))
+
+
+def _alloc_event(kind: str, status: Callable[[Any], str | None]) -> Callable:
+    def handle(r: Rows, pos: int, e: Any) -> None:
+        r["allocation_events"].append((
+            str(e.originator_id), pos, kind, status(e), ts(e.at), getattr(e, "reason", None),
+            getattr(e, "carrier", None), getattr(e, "tracking_no", None), getattr(e, "late", None),
+            getattr(e, "outcome", None)))
+    return handle
+
+
+def _supplier(r: Rows, pos: int, e: SupplierUpserted) -> None:
+    r["suppliers"].append((str(e.originator_id), e.supplier_id, e.name, e.active, e.ship_within_hours, pos))
+
+
+def _price(r: Rows, pos: int, e: PriceSet) -> None:
+    r["prices"].append((e.supplier_id, e.supplier_sku_id, e.tier or "", money(e.price), ts(e.effective_from),
+                        ts(e.at), pos))
+
+
+def _tier(r: Rows, pos: int, e: MerchantTierSet) -> None:
+    r["merchant_tiers"].append((str(e.originator_id), e.merchant_id, e.tier, ts(e.at), pos))
+
+
+def _statement(r: Rows, pos: int, e: StatementIssued) -> None:
+    s = e.statement
+    r["statements"].append((s.statement_id, s.supplier_id, ts(s.period_from), ts(s.period_to), ts(s.issued_at),
+                            len(s.lines), s.qty, money(s.total), s.content_hash, s.position, pos))
+    for n, ln in enumerate(s.lines):
+        r["statement_lines"].append((
+            s.statement_id, n, ln.allocation_id, ln.platform, ln.shop_id, ln.order_id, ln.line_id, ln.offer_id,
+            ln.supplier_sku_id, ln.product_id, ln.qty, money(ln.unit_price), money(ln.amount), ln.price_tier,
+            ts(ln.allocated_at), ts(ln.tracked_at), ln.carrier, ln.tracking_no))
+    for n, a in enumerate(s.apart):
+        r["statement_apart"].append((
+            s.statement_id, a.section, n, a.allocation_id, a.platform, a.shop_id, a.order_id, a.line_id,
+            a.aftersale_id, a.kind, a.carrier, a.tracking_no, a.reason, ts(a.at)))
+
+
+HANDLERS: dict[type, Callable[[Rows, int, Any], None]] = {
+    OrderPlaced: _placed,
+    OrderReferenced: _referenced,
+    OrderRouted: _routed,
+    OrderHeld: _flag("held", lambda e: True, lambda e: e.reason),
+    OrderReleased: _flag("held", lambda e: False, lambda e: None),
+    ReviewChanged: _flag("review", lambda e: e.under_review, lambda e: e.reason),
+    OrderCancelled: _flag("cancelled", lambda e: True, lambda e: None),
+    OrderShipped: _flag("shipped", lambda e: True, lambda e: None),
+    AllocationEnded: _ended,
+    AftersaleOpened: _aftersale_opened,
+    AftersaleClosed: _aftersale_closed,
+    Allocated: _allocated,
+    InterceptRequested: _alloc_event("intercepted", lambda e: "intercepted"),
+    AllocationCancelled: _alloc_event("cancelled", lambda e: "cancelled"),
+    InterceptAnswered: _alloc_event("answered", lambda e: "shipped" if e.outcome == "too_late" else None),
+    TrackingUploaded: _alloc_event("tracked", lambda e: "tracked"),
+    LossRiskRecorded: _alloc_event("loss_risk", lambda e: None),
+    AllocationShipped: _alloc_event("shipped", lambda e: "shipped"),
+    SupplierUpserted: _supplier,
+    PriceSet: _price,
+    MerchantTierSet: _tier,
+    StatementIssued: _statement,
+}
