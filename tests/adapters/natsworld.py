@@ -67,8 +67,15 @@ class Client:
     async def send(self, subject: str, body: Any, msg_id: str | None = None) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
         self.n += 1
-        await self.js.publish(f"reflow.in.{subject}", data,
-                              headers={"Nats-Msg-Id": msg_id or f"test-{self.n}-{time.monotonic_ns()}"})
+        headers = {"Nats-Msg-Id": msg_id or f"test-{self.n}-{time.monotonic_ns()}"}
+        for attempt in range(50):  # JetStream needs a moment after a server restart
+            try:
+                await self.js.publish(f"reflow.in.{subject}", data, headers=headers, timeout=1)
+                return
+            except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
+                if attempt == 49:
+                    raise
+                await asyncio.sleep(0.2)
 
     async def send_many(self, items: list[tuple[str, Any]]) -> None:
         futures = []
