@@ -9,7 +9,9 @@ the same stock unit first) is retried on fresh state, so two routers never both 
 from __future__ import annotations
 
 import hashlib
+import random
 import re
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
@@ -44,6 +46,7 @@ from engine.catalog import (
     StockReported,
     StockReserved,
     StockShipped,
+    StockShippedLate,
     Supplier,
     SupplierIndex,
     SupplierUpserted,
@@ -99,6 +102,7 @@ from engine.orders import (
     Package,
     Parked,
     ReviewChanged,
+    ShippedDespiteIntercept,
     TrackingUploaded,
 )
 from engine.policy import (
@@ -169,7 +173,7 @@ class Reflow(Application):
         "MAPPER_TOPIC": get_topic(MsgspecMapper),
         "TRANSCODER_TOPIC": get_topic(NullTranscoder),
     }
-    RETRIES = 8
+    RETRIES = 30
 
     def __init__(self, env: dict[str, str] | None = None, *, default_merchant: str = "default") -> None:
         env = dict(env or {})
@@ -193,7 +197,9 @@ class Reflow(Application):
 
     def run(self, decide_fn: Callable[[Work], Any], dry_run: bool = False) -> Any:
         """Run a command in a unit of work; retry on a concurrent write to the same aggregates."""
-        for _ in range(self.RETRIES):
+        for attempt in range(self.RETRIES):
+            if attempt:
+                time.sleep(random.uniform(0, 0.002 * attempt))  # jitter: let the other writer finish
             work = Work(self)
             result = decide_fn(work)
             if dry_run:
@@ -266,6 +272,8 @@ class Reflow(Application):
         def cmd(w: Work) -> None:
             self._supplier(w, supplier_id)
             o = w.get_or_new(Offer, ids.offer_id(supplier_id, offer_id))
+            if o.version and (at < max(o.stock_at.values(), default=at) or _same_offer(o, fields)):
+                return  # a repeat or an older publish must not reset newer stock
             o.trigger(OfferPublished, at, **fields)
             self._supply_changed(w, {supplier_id}, at, "offer")
 
@@ -290,8 +298,9 @@ class Reflow(Application):
             o = self._offer(w, supplier_id, offer_id)
             if supplier_sku_id not in o.skus:
                 raise UnknownOffer(f"supplier_sku_id: {supplier_sku_id!r} is not a SKU of offer {offer_id!r}")
-            if o.stock.get(supplier_sku_id) == stock:
-                return
+            last = o.stock_at.get(supplier_sku_id)
+            if o.stock.get(supplier_sku_id) == stock or (last is not None and at < last):
+                return  # the same report again, or one older than what we know
             o.trigger(StockReported, at, supplier_sku_id=supplier_sku_id, stock=stock)
             self._supply_changed(w, {supplier_id}, at, "stock")
 
@@ -510,7 +519,7 @@ class Reflow(Application):
 
         def cmd(w: Work) -> str:
             order = self._order(w, platform, shop_id, order_id)
-            if order.held:
+            if order.held or "withheld" in order.route.values():
                 order.trigger(OrderReleased, at)
             self._route(w, order, at, "released")
             return order.status
@@ -573,6 +582,7 @@ class Reflow(Application):
                 return order.status
             order.trigger(AftersaleClosed, at, aftersale_id=aftersale_id, outcome=outcome)
             self._route(w, order, at, "aftersale_closed")
+            self._maybe_ship(w, order, at)
             return order.status
 
         return self.run(cmd)
@@ -615,7 +625,7 @@ class Reflow(Application):
                     f"allocation_id: {allocation_id} already has tracking ({alloc.status}); "
                     "open an after-sale instead", "I5")
             order = self._order(w, alloc.platform, alloc.shop_id, alloc.order_id)
-            self._stop(w, order, alloc, "cancelled", reason or "cancelled by merchant", at)
+            self._stop(w, order, alloc, "cancelled", reason or "cancelled by merchant", at, by_merchant=True)
 
         self.run(cmd)
 
@@ -631,7 +641,8 @@ class Reflow(Application):
                 order = self._order(w, platform, shop_id, oid)
                 for alloc in self._live(w, order):
                     if alloc.status == "active":
-                        self._stop(w, order, alloc, "cancelled", reason or "cancelled by merchant", at)
+                        self._stop(w, order, alloc, "cancelled", reason or "cancelled by merchant", at,
+                                   by_merchant=True)
                         n += 1
             return n
 
@@ -658,9 +669,24 @@ class Reflow(Application):
             alloc.trigger(InterceptAnswered, at, outcome=outcome, carrier=carrier, tracking_no=tracking_no)
             if outcome == "too_late":
                 order = self._order(w, alloc.platform, alloc.shop_id, alloc.order_id)
+                per_offer: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+                for al in alloc.lines:
+                    per_offer[al.offer_id][al.supplier_sku_id] += al.qty
+                for oid, skus in sorted(per_offer.items()):
+                    self._offer(w, supplier_id, oid).trigger(
+                        StockShippedLate, at, allocation_id=allocation_id,
+                        items=tuple(SkuQty(supplier_sku_id=k, qty=q) for k, q in sorted(skus.items())))
+                # the parcel is out: any replacement for the same lines must not ship a second one
+                for other in self._live(w, order):
+                    if other.status == "active" and set(other.line_ids) & set(alloc.line_ids):
+                        self._stop(w, order, other, "intercepted",
+                                   f"superseded: {allocation_id} shipped despite intercept", at)
+                order.trigger(ShippedDespiteIntercept, at, ref=AllocRef(
+                    allocation_id=allocation_id, supplier_id=supplier_id, line_ids=alloc.line_ids))
                 for line_id in alloc.line_ids:
                     order.trigger(AftersaleOpened, at, aftersale_id=f"{allocation_id}-too-late-{line_id}",
                                   kind="return", line_id=line_id, post_shipment=True)
+                self._maybe_ship(w, order, at)
 
         self.run(cmd)
 
@@ -1053,7 +1079,8 @@ class Reflow(Application):
 
     # -- internals: lifecycle ---------------------------------------------------------------
 
-    def _stop(self, w: Work, order: Order, alloc: Allocation, how: str, reason: str, at: datetime) -> None:
+    def _stop(self, w: Work, order: Order, alloc: Allocation, how: str, reason: str, at: datetime,
+              by_merchant: bool = False) -> None:
         """Intercept or cancel an untracked allocation and release its stock (I1, I3, I4, I5, RT7)."""
         event = InterceptRequested if how == "intercepted" else AllocationCancelled
         alloc.trigger(event, at, reason=reason)
@@ -1061,7 +1088,8 @@ class Reflow(Application):
             offer = w.get(Offer, ids.offer_id(alloc.supplier_id, offer_id))
             if offer is not None and alloc.allocation_id in offer.holds:
                 offer.trigger(StockReleased, at, allocation_id=alloc.allocation_id, reason=reason)
-        order.trigger(AllocationEnded, at, allocation_id=alloc.allocation_id, how=how, reason=reason)
+        order.trigger(AllocationEnded, at, allocation_id=alloc.allocation_id, how=how, reason=reason,
+                      by_merchant=by_merchant)
 
     def _maybe_ship(self, w: Work, order: Order, at: datetime) -> bool:
         """Rule T2: when every live allocation has tracking and no line still waits for a supplier,
@@ -1069,11 +1097,10 @@ class Reflow(Application):
         if order.shipped or order.cancelled:
             return False
         live = self._live(w, order)
-        if not live or any(a.status != "tracked" for a in live):
+        if not live or any(a.status not in ("tracked", "shipped") for a in live):
             return False
         covered = {lid for a in live for lid in a.line_ids}
-        waiting = [lid for lid in order.lines if lid not in covered and not order.refunded(lid)
-                   and not order.open_aftersale(lid)]
+        waiting = [lid for lid in order.lines if lid not in covered and not order.refunded(lid)]
         if waiting:
             return False
         packages = tuple(
@@ -1083,7 +1110,8 @@ class Reflow(Application):
         )
         order.trigger(OrderShipped, at, packages=packages)
         for a in live:
-            a.trigger(AllocationShipped, at)
+            if a.status == "tracked":
+                a.trigger(AllocationShipped, at)
         return True
 
 
@@ -1106,6 +1134,12 @@ def _in_pool(supplier: Supplier | None, offer: Offer | None, sku: OfferSku | Non
     if price is None or sku.lowest_30d_price is None or sku.market_price is None:
         return False
     return price <= sku.lowest_30d_price and price < Decimal("0.9") * sku.market_price
+
+
+def _same_offer(o: Offer, fields: dict[str, Any]) -> bool:
+    return (o.title, o.on_shelf, o.private_to, o.pool, tuple(o.skus.values())) == (
+        fields["title"], fields["on_shelf"], fields["private_to"], fields["pool"], fields["skus"],
+    ) and (fields["expires_at"] is None or fields["expires_at"] == o.expires_at)
 
 
 def _check_tracking(carrier: str | None, tracking_no: str | None) -> None:

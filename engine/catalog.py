@@ -96,6 +96,7 @@ class Offer(Aggregate):
         self.stock: dict[str, int] = {}
         self.reserved: dict[str, int] = {}
         self.holds: dict[str, tuple[SkuQty, ...]] = {}  # allocation id -> what it reserved
+        self.stock_at: dict[str, datetime] = {}  # when each SKU's stock was last reported
 
     def available(self, sku: str) -> int:
         """Reported stock less what open allocations reserved (rule RT7)."""
@@ -127,6 +128,7 @@ class OfferPublished(Event, frozen=True):
             o.expires_at = self.at + MICRO_SUPPLY_TTL  # rule M2
         o.skus = {s.supplier_sku_id: s for s in self.skus}
         o.stock = {s.supplier_sku_id: s.stock for s in self.skus}
+        o.stock_at = {s.supplier_sku_id: self.at for s in self.skus}
 
 
 class OfferRenewed(Event, frozen=True):
@@ -140,6 +142,7 @@ class StockReported(Event, frozen=True):
 
     def apply(self, o: Offer) -> None:
         o.stock[self.supplier_sku_id] = self.stock
+        o.stock_at[self.supplier_sku_id] = self.at
 
 
 class StockReserved(Event, frozen=True):
@@ -171,6 +174,17 @@ class StockShipped(Event, frozen=True):
     def apply(self, o: Offer) -> None:
         for item in o.holds.pop(self.allocation_id, ()):
             o.reserved[item.supplier_sku_id] -= item.qty
+            o.stock[item.supplier_sku_id] = o.stock.get(item.supplier_sku_id, 0) - item.qty
+
+
+class StockShippedLate(Event, frozen=True):
+    """Rule I8 `too_late`: units of a stopped allocation left anyway (its reservation was released)."""
+
+    allocation_id: str
+    items: tuple[SkuQty, ...]
+
+    def apply(self, o: Offer) -> None:
+        for item in self.items:
             o.stock[item.supplier_sku_id] = o.stock.get(item.supplier_sku_id, 0) - item.qty
 
 

@@ -69,8 +69,9 @@ class Order(Aggregate):
             return "shipped"
         if self.under_review or self.held:
             return "held"
-        allocated = sum(1 for s in self.route.values() if s == "allocated")
-        if allocated and allocated == len(self.lines):
+        needed = [lid for lid in self.lines if not self.refunded(lid)]
+        allocated = sum(1 for lid in needed if self.route.get(lid) == "allocated")
+        if allocated and allocated == len(needed):
             return "allocated"
         return "partially_allocated" if allocated else "unrouted"
 
@@ -163,6 +164,9 @@ class OrderHeld(Event, frozen=True):
 class OrderReleased(Event, frozen=True):
     def apply(self, o: Order) -> None:
         o.held = None
+        for line_id, state in o.route.items():
+            if state == "withheld":
+                o.route[line_id] = "unrouted"
 
 
 class ReviewChanged(Event, frozen=True):
@@ -179,13 +183,27 @@ class AllocationEnded(Event, frozen=True):
     allocation_id: str
     how: str
     reason: str
+    by_merchant: bool = False
+    """Cancelled by hand (I5): its lines wait for the merchant's release, not for re-routing."""
 
     def apply(self, o: Order) -> None:
         ref = o.allocations.pop(self.allocation_id, None)
         o.ended[self.allocation_id] = self.how
         if ref is not None:
             for line_id in ref.line_ids:
-                o.route[line_id] = "unrouted"
+                o.route[line_id] = "withheld" if self.by_merchant else "unrouted"
+
+
+class ShippedDespiteIntercept(Event, frozen=True):
+    """Rule I8 `too_late`: the stopped allocation's parcel went out; it covers its lines again."""
+
+    ref: AllocRef
+
+    def apply(self, o: Order) -> None:
+        o.allocations[self.ref.allocation_id] = self.ref
+        o.ended.pop(self.ref.allocation_id, None)
+        for line_id in self.ref.line_ids:
+            o.route[line_id] = "allocated"
 
 
 class AftersaleOpened(Event, frozen=True):
