@@ -41,6 +41,7 @@ MAX_PER_DAY = 3  # rule RC4
 MIN_APART = timedelta(minutes=10)  # rule RC4
 UTC = timezone.utc
 _Q4, _Q2 = Decimal("0.0001"), Decimal("0.01")
+_canonical = msgspec.json.Encoder(order="sorted", decimal_format="string")
 
 
 class StatementRefused(DomainError):
@@ -250,8 +251,7 @@ def _content(supplier_id: str, start: datetime, end: datetime, rows: list[dict],
 
 def content_hash(content: dict) -> str:
     """sha256 over canonical JSON (sorted keys, UTC times, normalised money) of the content."""
-    canonical = msgspec.json.encode({k: v for k, v in content.items() if k != "content_hash"},
-                                    order="sorted", decimal_format="string")
+    canonical = _canonical.encode({k: v for k, v in content.items() if k != "content_hash"})
     return hashlib.sha256(canonical).hexdigest()
 
 
