@@ -39,7 +39,7 @@ from eventsourcing.persistence import Notification
 
 from engine.base import decode_event
 from projections.facts import HANDLERS, Batch
-from projections.schema import SCHEMA_VERSION, TABLES, ddl
+from projections.schema import SCHEMA_VERSION, TABLES, VIEWS, ddl
 
 
 class ProjectionOutdated(RuntimeError):
@@ -86,6 +86,11 @@ class ProjectionRunner:
                 con.execute(statement)
             con.execute("INSERT INTO facts.meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
             con.execute("INSERT INTO facts.position VALUES (1, 0, 0, NULL)")
+            con.commit()
+        else:  # views are derived: refresh them, so a view fix needs no rebuild
+            con.begin()
+            for statement in VIEWS:
+                con.execute(statement)
             con.commit()
 
     # -- reading and applying ---------------------------------------------------------------

@@ -109,21 +109,29 @@ FROM allocations GROUP BY {keys}
 """
 
 def priced(source: str) -> str:
-    """The RC1 price join over a CTE `al` with supplier_id, merchant_id, supplier_sku_id, allocated_at."""
+    """The RC1 price join over a CTE `al` keyed by (allocation_id, seq), with supplier_id,
+    merchant_id, supplier_sku_id and allocated_at: the merchant's tier at allocation time, the
+    tier price in force then, else the base price in force then. (Equality joins with a range
+    filter, not ASOF: DuckDB 2.0 plans a small ASOF probe as a nested loop over every price.)"""
     return f"""{source},
-    tiered AS (
-      SELECT al.*, t.tier FROM al ASOF LEFT JOIN facts.tier_points t
-      ON al.supplier_id = t.supplier_id AND al.merchant_id = t.merchant_id AND al.allocated_at >= t.event_at),
-    tier_priced AS (
-      SELECT tiered.*, tp.price AS tier_price FROM tiered ASOF LEFT JOIN facts.price_points tp
-      ON tiered.supplier_id = tp.supplier_id AND tiered.supplier_sku_id = tp.supplier_sku_id
-        AND tiered.tier = tp.tier AND tiered.allocated_at >= tp.effective_from)
-    SELECT tier_priced.* EXCLUDE (tier, tier_price),
-      coalesce(tier_priced.tier_price, bp.price) AS settlement_price,
-      CASE WHEN tier_price IS NOT NULL THEN tier_priced.tier ELSE '' END AS price_tier
-    FROM tier_priced ASOF LEFT JOIN facts.price_points bp
-      ON tier_priced.supplier_id = bp.supplier_id AND tier_priced.supplier_sku_id = bp.supplier_sku_id
-        AND bp.tier = '' AND tier_priced.allocated_at >= bp.effective_from"""
+    tiers AS (
+      SELECT al.allocation_id, al.seq, max_by(t.tier, t.event_at) AS tier
+      FROM al JOIN facts.tier_points t ON t.supplier_id = al.supplier_id AND t.merchant_id = al.merchant_id
+      WHERE t.event_at <= al.allocated_at GROUP BY al.allocation_id, al.seq),
+    tier_prices AS (
+      SELECT al.allocation_id, al.seq, max_by(p.price, p.effective_from) AS price, any_value(tiers.tier) AS tier
+      FROM al JOIN tiers USING (allocation_id, seq)
+      JOIN facts.price_points p ON p.supplier_id = al.supplier_id AND p.supplier_sku_id = al.supplier_sku_id
+        AND p.tier = tiers.tier
+      WHERE p.effective_from <= al.allocated_at GROUP BY al.allocation_id, al.seq),
+    base_prices AS (
+      SELECT al.allocation_id, al.seq, max_by(p.price, p.effective_from) AS price
+      FROM al JOIN facts.price_points p ON p.supplier_id = al.supplier_id
+        AND p.supplier_sku_id = al.supplier_sku_id AND p.tier = ''
+      WHERE p.effective_from <= al.allocated_at GROUP BY al.allocation_id, al.seq)
+    SELECT al.*, coalesce(tp.price, bp.price) AS settlement_price,
+      CASE WHEN tp.price IS NOT NULL THEN tp.tier ELSE '' END AS price_tier
+    FROM al LEFT JOIN tier_prices tp USING (allocation_id, seq) LEFT JOIN base_prices bp USING (allocation_id, seq)"""
 
 
 VIEWS = [

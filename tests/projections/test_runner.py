@@ -160,3 +160,23 @@ def test_a_reader_process_opens_and_queries_while_the_writer_runs(sqlite_app, tm
     held.close()
     runner.close()
     assert rows(path, "SELECT count(*) FROM orders") == [(69,)]
+
+
+def test_rebuild_refuses_while_another_process_holds_the_projection(sqlite_app, tmp_path):
+    import pytest
+
+    from projections.rebuild import ProjectionBusy
+
+    path = tmp_path / "reflow.duckdb"
+    ProjectionRunner(sqlite_app, path).close()
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "print('held', flush=True); time.sleep(60)", f"{path}.work"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ProjectionBusy, match="reflow serve"):
+            rebuild(sqlite_app, path, progress=False)
+        assert Path(f"{path}.work").exists()
+    finally:
+        holder.kill()
+        holder.wait()
