@@ -4,6 +4,7 @@ duplicates (section 1), a NATS server restart."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,8 @@ def test_bad_messages_become_dead_letters_with_original_bytes_and_serve_goes_on(
             }
             for name, (subject, data) in sent.items():
                 await c.send(subject, data, msg_id=name)
-            await c.send("supplier.stock", example("supplier.stock", offer_id="O3", supplier_sku_id="s", stock=7))
+            await c.send("supplier.stock", example("supplier.stock", offer_id="O3", supplier_sku_id="s", stock=7,
+                                                   at=datetime.now(timezone.utc).isoformat()))
             await c.settled()
 
             dead = {m.headers["Nats-Msg-Id"]: m for m in await c.messages("REFLOW_DLQ", at_least=4)}
