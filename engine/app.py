@@ -172,6 +172,10 @@ class Reflow(Application):
     env: ClassVar[dict[str, str]] = {
         "MAPPER_TOPIC": get_topic(MsgspecMapper),
         "TRANSCODER_TOPIC": get_topic(NullTranscoder),
+        # Keep recently used aggregates in memory and fast-forward them from the store on each
+        # use (one query for the events since), so a busy offer is not replayed from its first
+        # event on every order. Bounded (LRU), and always fresh: other routers' writes are read.
+        "AGGREGATE_CACHE_MAXSIZE": "20000",
     }
     RETRIES = 30
 

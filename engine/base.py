@@ -59,6 +59,21 @@ class Aggregate:
         self._pending.append(event)
         return event
 
+    def __deepcopy__(self, memo: dict) -> Self:
+        """A copy for a command (the library copies cached aggregates before handing them out).
+
+        Aggregate state holds only immutable values (frozen structs, tuples, str, int, Decimal,
+        datetime) inside dicts, sets and lists, so copying the containers one level down is a
+        full copy, and far cheaper than `copy.deepcopy` walking every value."""
+        clone = object.__new__(type(self))
+        for name, value in self.__dict__.items():
+            if isinstance(value, dict):
+                value = {k: (list(v) if isinstance(v, list) else v) for k, v in value.items()}
+            elif isinstance(value, (set, list)):
+                value = type(value)(value)
+            clone.__dict__[name] = value
+        return clone
+
     def collect_events(self) -> list[Event]:
         pending, self._pending = self._pending, []
         return pending

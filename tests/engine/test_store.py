@@ -95,3 +95,24 @@ def test_p2_consumer_data_is_encrypted_at_rest(app, store_url):
         assert secret.encode() not in raw, secret
         assert secret.encode("unicode_escape") not in raw, secret
     assert app.buyer(*SHOP, "X1") == BUYER  # and the engine can still read it
+
+
+def test_cached_aggregate_copies_do_not_share_mutable_state(app):
+    """The engine keeps aggregates in the library's cache; a command's copy must not leak back."""
+    import copy
+
+    from engine.catalog import PriceBook, PriceSet
+    from engine.ids import pricebook_id
+
+    supplier(app, "S1")
+    offer(app, "S1", "O1", {"a": 5}, price="7.00")
+    original = app.offer("S1", "O1")
+    clone = copy.deepcopy(original)
+    clone.stock["a"] = 0
+    clone.reserved["a"] = 3
+    assert (original.stock["a"], original.reserved.get("a", 0)) == (5, 0)
+    book = app.load(PriceBook, pricebook_id("S1"))
+    twin = copy.deepcopy(book)
+    twin.trigger(PriceSet, book.prices[("a", "")][0][0], supplier_id="S1", supplier_sku_id="a",
+                 price=Decimal("1.00"), effective_from=book.prices[("a", "")][0][0])
+    assert len(book.prices[("a", "")]) == 1 and len(twin.prices[("a", "")]) == 2
