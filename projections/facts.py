@@ -32,6 +32,7 @@ from engine.orders import (
     OrderRouted,
     OrderShipped,
     ReviewChanged,
+    ShippedDespiteIntercept,
     TrackingUploaded,
 )
 from projections.schema import ARROW_SCHEMAS, TABLES
@@ -111,7 +112,14 @@ def _flag(flag: str, value: Callable[[Any], bool], reason: Callable[[Any], str |
 
 
 def _ended(r: Rows, pos: int, e: AllocationEnded) -> None:
-    r["allocations_ended"].append((str(e.originator_id), e.allocation_id, e.how, e.reason, ts(e.at), pos))
+    r["allocations_ended"].append((str(e.originator_id), e.allocation_id, e.how, e.reason, ts(e.at), pos,
+                                   getattr(e, "by_merchant", False)))
+
+
+def _shipped_despite_intercept(r: Rows, pos: int, e: ShippedDespiteIntercept) -> None:
+    """Rule I8 `too_late`: the stopped allocation's lines are covered again."""
+    for line_id in e.ref.line_ids:
+        r["line_routes"].append((str(e.originator_id), line_id, pos, "allocated", None, ts(e.at)))
 
 
 def _aftersale_opened(r: Rows, pos: int, e: AftersaleOpened) -> None:
@@ -179,6 +187,7 @@ HANDLERS: dict[type, Callable[[Rows, int, Any], None]] = {
     OrderCancelled: _flag("cancelled", lambda e: True, lambda e: None),
     OrderShipped: _flag("shipped", lambda e: True, lambda e: None),
     AllocationEnded: _ended,
+    ShippedDespiteIntercept: _shipped_despite_intercept,
     AftersaleOpened: _aftersale_opened,
     AftersaleClosed: _aftersale_closed,
     Allocated: _allocated,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 _T = {
     "uuid": ("UUID", pa.string()),
@@ -44,7 +44,7 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     "alloc_refs": [("order_uuid", "uuid"), ("allocation_id", "str"), ("supplier_id", "str"), ("line_id", "str"),
                    ("pos", "big")],
     "allocations_ended": [("order_uuid", "uuid"), ("allocation_id", "str"), ("how", "str"), ("reason", "str"),
-                          ("event_at", "ts"), ("pos", "big")],
+                          ("event_at", "ts"), ("pos", "big"), ("by_merchant", "bool")],
     "aftersales": [("order_uuid", "uuid"), ("aftersale_id", "str"), ("kind", "str"), ("line_id", "str"),
                    ("post_shipment", "bool"), ("opened_at", "ts"), ("pos", "big")],
     "aftersales_closed": [("order_uuid", "uuid"), ("aftersale_id", "str"), ("outcome", "str"), ("closed_at", "ts"),
@@ -140,15 +140,34 @@ VIEWS = [
     SELECT order_uuid, arg_min(platform, pos) AS platform, arg_min(shop_id, pos) AS shop_id,
            arg_min(order_id, pos) AS order_id
     FROM facts.order_keys GROUP BY order_uuid""",
+    # A line's route is its latest routing fact; a line withheld by a manual cancellation (I5)
+    # waits again (`unrouted`) once the merchant releases the order.
     """CREATE OR REPLACE VIEW facts.line_state AS
     WITH ev AS (
       SELECT order_uuid, line_id, pos, route, reason FROM facts.line_routes
       UNION ALL
-      SELECT e.order_uuid, r.line_id, e.pos, 'unrouted', NULL
+      SELECT e.order_uuid, r.line_id, e.pos,
+        CASE WHEN e.by_merchant THEN 'withheld' ELSE 'unrouted' END, NULL
       FROM facts.allocations_ended e
-      JOIN facts.alloc_refs r ON r.order_uuid = e.order_uuid AND r.allocation_id = e.allocation_id)
-    SELECT order_uuid, line_id, arg_max({'route': route, 'reason': reason}, pos) AS s
-    FROM ev GROUP BY order_uuid, line_id""",
+      JOIN facts.alloc_refs r ON r.order_uuid = e.order_uuid AND r.allocation_id = e.allocation_id),
+    last AS (
+      SELECT order_uuid, line_id, arg_max({'route': route, 'reason': reason, 'pos': pos}, pos) AS s
+      FROM ev GROUP BY order_uuid, line_id),
+    released AS (
+      SELECT order_uuid, max(pos) AS pos FROM facts.order_flags WHERE flag = 'held' AND NOT value
+      GROUP BY order_uuid)
+    SELECT last.order_uuid, last.line_id,
+      {'route': CASE WHEN last.s.route = 'withheld' AND released.pos > last.s.pos THEN 'unrouted'
+                     ELSE last.s.route END,
+       'reason': last.s.reason} AS s
+    FROM last LEFT JOIN released USING (order_uuid)""",
+    # Engine rule: a line refunded by a closed after-sale no longer needs a supplier.
+    """CREATE OR REPLACE VIEW facts.refunded_lines AS
+    SELECT DISTINCT l.order_uuid, l.line_id
+    FROM facts.order_lines l
+    JOIN facts.aftersales a ON a.order_uuid = l.order_uuid AND (a.line_id IS NULL OR a.line_id = l.line_id)
+    JOIN facts.aftersales_closed c ON c.order_uuid = a.order_uuid AND c.aftersale_id = a.aftersale_id
+    WHERE c.outcome = 'refunded'""",
     """CREATE OR REPLACE VIEW facts.order_state AS
     SELECT order_uuid,
       bool_or(flag = 'cancelled') AS cancelled,
@@ -180,22 +199,25 @@ VIEWS = [
     SELECT k.platform, k.shop_id, k.order_id, l.line_id, l.product_id, l.sku_id, l.qty, l.unit_price,
       coalesce(s.s.route, 'unrouted') AS route_status,
       CASE WHEN s.s.route = 'unroutable' THEN s.s.reason END AS unroutable_reason,
-      p.channel, l.line_no, l.merchant_code
+      p.channel, l.line_no, l.merchant_code, rf.line_id IS NOT NULL AS refunded
     FROM facts.order_lines l
     JOIN facts.orders_placed p USING (order_uuid)
     JOIN facts.order_key k USING (order_uuid)
-    LEFT JOIN facts.line_state s USING (order_uuid, line_id)""",
+    LEFT JOIN facts.line_state s USING (order_uuid, line_id)
+    LEFT JOIN facts.refunded_lines rf USING (order_uuid, line_id)""",
     """CREATE OR REPLACE VIEW orders AS
     WITH lines AS (
       SELECT l.order_uuid, count(*) AS line_count, sum(l.qty * l.unit_price) AS amount,
-             count(*) FILTER (WHERE s.s.route = 'allocated') AS allocated_lines
+             count(*) FILTER (WHERE rf.line_id IS NULL) AS needed_lines,
+             count(*) FILTER (WHERE s.s.route = 'allocated' AND rf.line_id IS NULL) AS allocated_lines
       FROM facts.order_lines l LEFT JOIN facts.line_state s USING (order_uuid, line_id)
+      LEFT JOIN facts.refunded_lines rf USING (order_uuid, line_id)
       GROUP BY l.order_uuid)
     SELECT k.platform, k.shop_id, k.order_id, p.channel, p.placed_at,
       CASE WHEN coalesce(f.cancelled, false) THEN 'cancelled'
            WHEN coalesce(f.shipped, false) THEN 'shipped'
            WHEN coalesce(f.under_review, false) OR coalesce(f.held, false) THEN 'held'
-           WHEN coalesce(n.allocated_lines, 0) > 0 AND n.allocated_lines = n.line_count THEN 'allocated'
+           WHEN coalesce(n.allocated_lines, 0) > 0 AND n.allocated_lines = n.needed_lines THEN 'allocated'
            WHEN coalesce(n.allocated_lines, 0) > 0 THEN 'partially_allocated'
            ELSE 'unrouted' END AS status,
       coalesce(n.amount, 0) AS amount, p.merchant_id, coalesce(n.line_count, 0) AS line_count,

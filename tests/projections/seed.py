@@ -55,3 +55,23 @@ def seed(app: Reflow) -> Reflow:
 
 
 ORDERS = ["ONTIME", "LATE", "INTERCEPT", "POST", "NOLINK", "PARTIAL", "CANCEL", "HELD", "TWO"]
+
+
+def seed_lifecycle(app: Reflow) -> list[str]:
+    """Later engine rules: a manual cancellation withholds lines until release (I5), a refunded line
+    no longer needs a supplier, a too-late intercept answer ships anyway (I8)."""
+    seed(app)
+    place(app, "WITHHELD", line("L1", "P1"), at=T0 + 3 * H)
+    app.cancel_allocation(only(app, "WITHHELD").allocation_id, at=T0 + 4 * H)
+    place(app, "RELEASED", line("L1", "P1"), at=T0 + 3 * H)
+    app.cancel_allocation(only(app, "RELEASED").allocation_id, at=T0 + 4 * H)
+    app.release_order(*SHOP, "RELEASED", at=T0 + 5 * H)
+    place(app, "REFUND", line("L1", "P1"), line("L2", "P9"), at=T0 + 3 * H)
+    app.open_aftersale(*SHOP, "REFUND", "AS-R", "refund", line_id="L2", at=T0 + 4 * H)
+    app.close_aftersale(*SHOP, "REFUND", "AS-R", "refunded", at=T0 + 5 * H)
+    place(app, "TOOLATE", line("L1", "P2"), at=T0 + 3 * H)
+    app.open_aftersale(*SHOP, "TOOLATE", "AS-T", "refund", at=T0 + 4 * H)
+    [a] = [a for a in allocations(app, "TOOLATE")]
+    app.answer_intercept("S2", a.allocation_id, "too_late", carrier="SF", tracking_no="SF1234567890",
+                         at=T0 + 5 * H)
+    return ORDERS + ["WITHHELD", "RELEASED", "REFUND", "TOOLATE"]

@@ -127,3 +127,23 @@ def test_p2_no_view_holds_consumer_personal_data(projected):
         path, "SELECT table_schema || '.' || table_name FROM information_schema.tables")])
     for secret in ("张三丰", "13812345678", "文三路100号", "8****5678", "张*"):
         assert secret not in text
+
+
+def test_i5_i8_withheld_released_refunded_and_too_late_orders_match_the_engine(app, tmp_path):
+    from tests.projections.seed import seed_lifecycle
+
+    orders = seed_lifecycle(app)
+    path = tmp_path / "reflow.duckdb"
+    with ProjectionRunner(app, path, batch=5) as runner:
+        runner.catch_up()
+    assert dict(rows(path, "SELECT order_id, status FROM orders")) == {o: app.order(*SHOP, o).status for o in orders}
+    got = dict(rows(path, "SELECT allocation_id, status FROM allocations"))
+    assert got == {a.allocation_id: a.status for o in orders for a in allocations(app, o)}
+    lines = {(o, ln): (s, r) for o, ln, s, r in rows(path, "SELECT order_id, line_id, route_status, refunded "
+                                                          "FROM order_lines")}
+    assert lines[("WITHHELD", "L1")] == ("withheld", False)
+    assert lines[("RELEASED", "L1")] == ("allocated", False)
+    assert lines[("REFUND", "L2")] == ("unroutable", True)
+    assert lines[("TOOLATE", "L1")][0] == "allocated"
+    assert ("TOOLATE", "S2") in {(o, s) for o, s in rows(path, "SELECT order_id, supplier_id FROM "
+                                                                "post_shipment_aftersales")}
