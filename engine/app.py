@@ -111,7 +111,10 @@ from engine.policy import (
     Decision,
     LineFacts,
     RoutingInput,
+    Verdict,
+    cost_of,
     decide,
+    rank,
 )
 from engine.privacy import mask, recipient_token, seal, unseal
 from engine.servicelevel import ship_by
@@ -673,13 +676,9 @@ class Reflow(Application):
             alloc.trigger(InterceptAnswered, at, outcome=outcome, carrier=carrier, tracking_no=tracking_no)
             if outcome == "too_late":
                 order = self._order(w, alloc.platform, alloc.shop_id, alloc.order_id)
-                per_offer: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-                for al in alloc.lines:
-                    per_offer[al.offer_id][al.supplier_sku_id] += al.qty
-                for oid, skus in sorted(per_offer.items()):
+                for oid, items in _per_offer(alloc.lines).items():
                     self._offer(w, supplier_id, oid).trigger(
-                        StockShippedLate, at, allocation_id=allocation_id,
-                        items=tuple(SkuQty(supplier_sku_id=k, qty=q) for k, q in sorted(skus.items())))
+                        StockShippedLate, at, allocation_id=allocation_id, items=items)
                 # the parcel is out: any replacement for the same lines must not ship a second one
                 for other in self._live(w, order):
                     if other.status == "active" and set(other.line_ids) & set(alloc.line_ids):
@@ -942,14 +941,9 @@ class Reflow(Application):
                 lines=alloc_lines, recipient=recipient, recipient_token=token,
                 ship_by=ship_by(at, supplier.ship_within_hours), channel=order.channel, trigger=trigger,
             )
-            per_offer: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-            for al in alloc_lines:
-                per_offer[al.offer_id][al.supplier_sku_id] += al.qty
-            for offer_id, skus in sorted(per_offer.items()):
+            for offer_id, items in _per_offer(alloc_lines).items():
                 self._offer(w, supplier_id, offer_id).trigger(
-                    StockReserved, at, allocation_id=allocation_id,
-                    items=tuple(SkuQty(supplier_sku_id=s, qty=q) for s, q in sorted(skus.items())),
-                )
+                    StockReserved, at, allocation_id=allocation_id, items=items)
             refs.append(AllocRef(allocation_id=allocation_id, supplier_id=supplier_id,
                                  line_ids=tuple(dict.fromkeys(al.line_id for al in alloc_lines))))
         return tuple(refs)
@@ -1042,7 +1036,7 @@ class Reflow(Application):
         probe = Order(ids.order_id("", "", ""))
         probe.merchant_id = merchant
         line = LineIn(line_id="probe", product_id="", title="", qty=1, unit_price=Decimal(0))
-        best: tuple | None = None
+        best: Verdict | None = None
         for index, alt in enumerate(entry.alternatives):
             facts = self._facts_for_alternative(w, probe, line, alt, index, at, settings)
             if not all(c.supplier_active and c.on_shelf and c.in_pool for c in facts.components):
@@ -1050,13 +1044,11 @@ class Reflow(Application):
             stock = min(max(c.available, 0) // c.qty for c in facts.components)
             if stock < 1:
                 continue
-            costs = [c.unit_cost * c.qty if c.unit_cost is not None else None for c in facts.components]
-            cost = None if None in costs else sum(costs, Decimal(0))
-            rank = (0 if alt.priority is not None else 1, alt.priority or 0, cost is None, cost or 0,
-                    -min(c.score for c in facts.components), index)
-            if best is None or rank < best[0]:
-                best = (rank, stock)
-        return best[1] if best else 0
+            verdict = Verdict(index=index, eligible=True, cost=cost_of(facts), stock=stock,
+                              score=min(c.score for c in facts.components), priority=alt.priority)
+            if best is None or rank(verdict) < rank(best):
+                best = verdict
+        return best.stock if best else 0
 
     def _facts_for_alternative(self, w: Work, order: Order, line: LineIn, alt: Alternative, index: int,
                                at: datetime, settings: MerchantSettings) -> CandidateFacts:
@@ -1138,6 +1130,17 @@ def _in_pool(supplier: Supplier | None, offer: Offer | None, sku: OfferSku | Non
     if price is None or sku.lowest_30d_price is None or sku.market_price is None:
         return False
     return price <= sku.lowest_30d_price and price < Decimal("0.9") * sku.market_price
+
+
+def _per_offer(lines: Iterable[AllocLine]) -> dict[str, tuple[SkuQty, ...]]:
+    """What an allocation takes from each offer, SKU by SKU, in a stable order."""
+    per_offer: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for al in lines:
+        per_offer[al.offer_id][al.supplier_sku_id] += al.qty
+    return {
+        offer_id: tuple(SkuQty(supplier_sku_id=k, qty=q) for k, q in sorted(skus.items()))
+        for offer_id, skus in sorted(per_offer.items())
+    }
 
 
 def _same_offer(o: Offer, fields: dict[str, Any]) -> bool:

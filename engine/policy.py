@@ -92,7 +92,7 @@ _LINE_REASON = {
 }
 
 
-def _cost(c: CandidateFacts) -> Decimal | None:
+def cost_of(c: CandidateFacts) -> Decimal | None:
     total = Decimal(0)
     for comp in c.components:
         if comp.unit_cost is None:
@@ -127,7 +127,7 @@ def _ineligible(c: CandidateFacts, province: str, used: dict) -> str | None:
     return None
 
 
-def _rank(v: Verdict) -> tuple:
+def rank(v: Verdict) -> tuple:
     """Rule RT2: manual priority, then cheapest, then best fulfilment score, then link order."""
     return (
         0 if v.priority is not None else 1,
@@ -140,7 +140,7 @@ def _rank(v: Verdict) -> tuple:
 
 
 def _why_lost(winner: Verdict, loser: Verdict) -> str:
-    w, l = _rank(winner), _rank(loser)
+    w, l = rank(winner), rank(loser)
     if w[:2] != l[:2]:
         return "priority"
     if w[2:4] != l[2:4]:
@@ -163,7 +163,7 @@ def _decide_line(line: LineFacts, province: str, used: dict) -> LineDecision:
             Verdict(
                 index=c.index,
                 eligible=reason is None,
-                cost=_cost(c),
+                cost=cost_of(c),
                 stock=max(_stock(c, used), 0),
                 score=min(comp.score for comp in c.components),
                 priority=c.priority,
@@ -172,7 +172,7 @@ def _decide_line(line: LineFacts, province: str, used: dict) -> LineDecision:
         )
     if not verdicts:
         return LineDecision(line_id=line.line_id, candidates=(), unroutable="no_link")
-    eligible = sorted((v for v in verdicts if v.eligible), key=_rank)
+    eligible = sorted((v for v in verdicts if v.eligible), key=rank)
     if not eligible:
         reasons = {_LINE_REASON[v.reason] for v in verdicts if v.reason}
         reason = next(r for r in _ORDER_OF_REASONS if r in reasons)
@@ -211,7 +211,7 @@ def _fewer_splits(inp: RoutingInput, lines: list[LineDecision]) -> Decision:
     suppliers_used = set().union(*(_suppliers(c) for c in chosen)) if chosen else set()
     if len(suppliers_used) < 2:
         return Decision(lines=tuple(lines))
-    split_cost = [_cost(c) for c in chosen]
+    split_cost = [cost_of(c) for c in chosen]
     if any(c is None for c in split_cost):
         return Decision(lines=tuple(lines))
     limit = sum(split_cost, Decimal(0)) * (1 + inp.split_tolerance)
@@ -227,20 +227,20 @@ def _fewer_splits(inp: RoutingInput, lines: list[LineDecision]) -> Decision:
                 break  # a manual priority is the merchant's word; fewer splits does not override it
             options = sorted(
                 (
-                    Verdict(index=c.index, eligible=True, cost=_cost(c), stock=0,
+                    Verdict(index=c.index, eligible=True, cost=cost_of(c), stock=0,
                             score=min(x.score for x in c.components), priority=c.priority)
                     for c in facts.candidates
                     if _suppliers(c) == {supplier} and _ineligible(c, inp.province, used) is None
-                    and _cost(c) is not None
+                    and cost_of(c) is not None
                 ),
-                key=_rank,
+                key=rank,
             )
             if not options:
                 break
             picks.append(options[0].index)
             _consume(_candidate(facts, options[0].index), used)
         else:
-            total = sum((_cost(_candidate(f, i)) for (f, _), i in zip(routed, picks)), Decimal(0))
+            total = sum((cost_of(_candidate(f, i)) for (f, _), i in zip(routed, picks)), Decimal(0))
             score = min(_candidate(f, i).components[0].score for (f, _), i in zip(routed, picks))
             key = (total, -score, supplier)
             if total <= limit and (best is None or key < best[0]):
