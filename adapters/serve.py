@@ -3,8 +3,9 @@
 One batch at a time, in stream order:
 
 1. fetch up to ``batch`` messages from the durable pull consumer ``reflow``;
-2. apply them one after the other in the engine thread (each command is its own durable write;
-   the event loop stays free meanwhile and tells the server the batch is in progress);
+2. apply them one after the other in the engine thread, and store everything they decided in one
+   atomic write (a refused message is taken back on its own and goes to the dead letters); the
+   event loop stays free meanwhile and tells the server the batch is in progress;
 3. publish the dead letters of the batch, all at once, and wait for the server to store them;
 4. acknowledge every message whose effect is stored (applied, or dead-lettered);
 5. wake the outbound publisher and the projection runner, which run beside the next batch.
@@ -24,6 +25,7 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from datetime import datetime, timezone
 from typing import Any
 
@@ -114,7 +116,24 @@ async def ensure_consumer(js: JetStreamContext, batch: int, ack_wait: float) -> 
 
 
 def apply_batch(app: Reflow, items: list[tuple[str, bytes, datetime]]) -> tuple[list[Outcome], BaseException | None]:
-    """Apply messages in order; stop at the first failure that is not the message's fault."""
+    """Apply a batch of messages in order, all stored by one atomic write.
+
+    A refused message is taken back on its own and becomes a dead letter; the rest are stored
+    together. If the batch cannot be stored as a whole (the store is down, or a message hits an
+    unexpected error), nothing of it is stored and it is applied again one message at a time,
+    which stops at the first failure that is not the message's fault."""
+    try:
+        outcomes = app.run_batch([partial(handle, app, subject, data, at) for subject, data, at in items])
+    except Exception as exc:  # noqa: BLE001 - retried one by one below, which reports it
+        log.warning("batch of %d not applied as one (%s: %s); applying one by one",
+                    len(items), type(exc).__name__, one_line(str(exc)))
+        return apply_each(app, items)
+    return outcomes, None
+
+
+def apply_each(app: Reflow, items: list[tuple[str, bytes, datetime]]) -> tuple[list[Outcome], BaseException | None]:
+    """Apply messages in order, each its own write; stop at the first failure that is not the
+    message's fault."""
     outcomes: list[Outcome] = []
     for subject, data, received_at in items:
         try:

@@ -11,16 +11,17 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.cipher import AESCipher
+from eventsourcing.cryptography import AESCipher
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import Environment, get_topic
 
@@ -53,6 +54,7 @@ from engine.catalog import (
 )
 from engine.errors import (
     Conflict,
+    DomainError,
     InvalidCommand,
     LinkRefused,
     NotFound,
@@ -145,17 +147,27 @@ def utcnow() -> datetime:
 
 
 class Work:
-    """A unit of work: aggregates loaded once, saved together."""
+    """A unit of work: aggregates loaded once, saved together.
+
+    A unit may hold many commands (``Reflow.run_batch``). Each command's changes can be undone on
+    their own: the first time a command touches an aggregate, the unit notes how many events it
+    had pending; if the command fails, every aggregate it changed is rebuilt from the store plus
+    the events of the commands before it, so a refused command leaves no trace in the batch."""
 
     def __init__(self, app: Reflow) -> None:
         self.app = app
         self.loaded: dict[UUID, Aggregate | None] = {}
         self.clear: dict[bytes, Buyer] = {}  # sealed -> buyer, to unseal once per command
+        self._before: dict[UUID, tuple[bool, Aggregate | None, int]] = {}
 
     def get(self, cls: type[A], id: UUID) -> A | None:  # noqa: A002
-        if id not in self.loaded:
-            self.loaded[id] = self.app.load(cls, id)
-        return self.loaded[id]  # type: ignore[return-value]
+        loaded = self.loaded
+        if id not in self._before:
+            agg = loaded.get(id)
+            self._before[id] = (id in loaded, agg, len(agg._pending) if agg is not None else 0)
+        if id not in loaded:
+            loaded[id] = self.app.load(cls, id)
+        return loaded[id]  # type: ignore[return-value]
 
     def get_or_new(self, cls: type[A], id: UUID) -> A:  # noqa: A002
         agg = self.get(cls, id)
@@ -166,6 +178,32 @@ class Work:
 
     def changed(self) -> list[Aggregate]:
         return [a for a in self.loaded.values() if a is not None and a.pending]
+
+    def begin(self) -> None:
+        """A new command starts: forget what the previous one touched."""
+        self._before = {}
+
+    def undo(self) -> None:
+        """Take back every change of the current command (it failed, or was a dry run)."""
+        for id_, (was_loaded, agg, n) in self._before.items():
+            now = self.loaded.get(id_)
+            if now is agg and (agg is None or len(agg._pending) == n):
+                continue  # read only
+            if not was_loaded:
+                self.loaded.pop(id_, None)
+            elif agg is None:
+                self.loaded[id_] = None
+            else:
+                self.loaded[id_] = self._rebuild(type(agg), id_, agg._pending[:n])
+        self._before = {}
+
+    def _rebuild(self, cls: type[A], id: UUID, kept: list[Any]) -> A:  # noqa: A002
+        agg = self.app.load(cls, id) or cls(id)
+        for event in kept:
+            event.apply(agg)
+            agg.version = event.originator_version
+        agg._pending = list(kept)
+        return agg
 
 
 class Reflow(Application):
@@ -193,6 +231,7 @@ class Reflow(Application):
         self.cipher = AESCipher(Environment(env={"CIPHER_KEY": key}))
         self.token_key = hashlib.sha256(b"reflow-recipient-token\x1f" + key.encode()).digest()
         self.default_merchant = default_merchant
+        self._local = threading.local()  # the batch's unit of work, per thread
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -203,7 +242,13 @@ class Reflow(Application):
             return None
 
     def run(self, decide_fn: Callable[[Work], Any], dry_run: bool = False) -> Any:
-        """Run a command in a unit of work; retry on a concurrent write to the same aggregates."""
+        """Run a command in a unit of work; retry on a concurrent write to the same aggregates.
+
+        Inside ``run_batch`` the command joins the batch's unit of work instead, and is saved with
+        the others."""
+        batch = self._local.__dict__.get("work")
+        if batch is not None:
+            return self._run_in(batch, decide_fn, dry_run)
         for attempt in range(self.RETRIES):
             if attempt:
                 time.sleep(random.uniform(0, 0.002 * attempt))  # jitter: let the other writer finish
@@ -220,6 +265,52 @@ class Reflow(Application):
                 continue
             return result
         raise Conflict("the same aggregates kept changing concurrently; try again")
+
+    def run_batch(self, commands: Sequence[Callable[[], Any]],
+                  refused: tuple[type[BaseException], ...] = (DomainError,)) -> list[Any]:
+        """Run many commands in one unit of work and save all their events in one atomic write.
+
+        Each command is a callable that calls this application's commands. A command that raises
+        one of ``refused`` is taken back on its own (``Work.undo``) and its exception is returned
+        in its place; the others are kept. Any other exception (the store is down) is raised and
+        nothing is written. On a concurrent write to the same aggregates the whole batch runs
+        again on fresh state, as one command would (rule RT7)."""
+        for attempt in range(self.RETRIES):
+            if attempt:
+                time.sleep(random.uniform(0, 0.002 * attempt))
+            work = Work(self)
+            results: list[Any] = []
+            self._local.work = work
+            try:
+                for command in commands:
+                    try:
+                        results.append(command())
+                    except refused as exc:
+                        results.append(exc)
+            finally:
+                self._local.work = None
+            changed = work.changed()
+            if not changed:
+                return results
+            try:
+                self.save(*changed)
+            except IntegrityError:
+                continue
+            return results
+        raise Conflict("the same aggregates kept changing concurrently; try again")
+
+    def _run_in(self, work: Work, decide_fn: Callable[[Work], Any], dry_run: bool) -> Any:
+        work.begin()
+        try:
+            result = decide_fn(work)
+        except BaseException:
+            work.undo()
+            raise
+        if dry_run:
+            work.undo()
+        else:
+            work.begin()
+        return result
 
     # -- suppliers, offers, prices, merchants -----------------------------------------------
 

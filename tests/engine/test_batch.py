@@ -1,0 +1,142 @@
+"""Many commands in one unit of work (``Reflow.run_batch``): one atomic write for a whole batch,
+a refused command taken back on its own, and the batch re-run on a concurrent write (RT7)."""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+
+import pytest
+
+from engine.app import Reflow
+from engine import ids
+from engine.catalog import Offer, StockReserved
+from engine.errors import DomainError, InvalidCommand
+from tests.engine.test_routing import _same_env
+from tests.world import T0, alt, comp, line, link, offer, order, place, sku, stored, supplier
+
+
+@pytest.fixture
+def world(app):
+    supplier(app, "S1")
+    offer(app, "S1", "O1", {"a": 10})
+    link(app, "P1", sku("K1", alt(comp("S1", "O1", "a"))))
+    return app
+
+
+def test_batch_stores_every_command_in_one_write(world):
+    before = stored(world)
+    writes = []
+    original = world.save
+    world.save = lambda *aggs: writes.append(len(aggs)) or original(*aggs)  # type: ignore[method-assign]
+    statuses = world.run_batch([partial(place, world, f"X{n}", line("L1", "P1")) for n in range(4)])
+    assert statuses == ["allocated"] * 4
+    assert len(writes) == 1
+    assert stored(world) > before
+    assert world.offer("S1", "O1").reserved["a"] == 4
+
+
+def test_batch_later_command_sees_earlier_commands_of_the_same_batch(world):
+    """RT7 inside one batch: the reservation of the first order counts for the second."""
+    world.report_stock("S1", "O1", "a", 1, at=T0)
+    statuses = world.run_batch([partial(place, world, f"X{n}", line("L1", "P1")) for n in range(2)])
+    assert statuses == ["allocated", "unrouted"]
+    assert order(world, "X1").route["L1"] == "unroutable"
+
+
+def test_batch_refused_command_is_taken_back_and_the_rest_kept(world):
+    """A command that changed aggregates and then was refused leaves no trace in the batch."""
+
+    def half_done_then_refused() -> None:
+        def cmd(w):
+            o = w.get(Offer, ids.offer_id("S1", "O1"))
+            o.trigger(StockReserved, T0, allocation_id="A-phantom", items=())
+            raise InvalidCommand("field: refused after a change")
+
+        world.run(cmd)
+
+    results = world.run_batch([
+        partial(place, world, "X1", line("L1", "P1")),
+        half_done_then_refused,
+        partial(place, world, "X2", line("L1", "P1", qty=2)),
+    ])
+    assert results[0] == "allocated" and results[2] == "allocated"
+    assert isinstance(results[1], DomainError) and "field: refused" in str(results[1])
+    events = list(world.events.get(ids.offer_id("S1", "O1")))
+    reserved = [e.allocation_id for e in events if isinstance(e, StockReserved)]
+    assert "A-phantom" not in reserved and len(reserved) == 2
+    assert [e.originator_version for e in events] == list(range(1, len(events) + 1))
+    assert world.offer("S1", "O1").reserved["a"] == 3
+
+
+def test_batch_refused_command_that_created_an_aggregate_leaves_none(world):
+    def refused_new_order() -> None:
+        place(world, "BAD", line("L1", "P1", qty=0))  # refused before anything
+
+    def refused_after_creating() -> None:
+        def cmd(w):
+            w.get_or_new(Offer, ids.offer_id("S9", "O9")).trigger(
+                StockReserved, T0, allocation_id="A-x", items=())
+            raise InvalidCommand("field: no")
+        world.run(cmd)
+
+    results = world.run_batch([refused_new_order, refused_after_creating,
+                               partial(place, world, "X1", line("L1", "P1"))])
+    assert isinstance(results[0], DomainError) and isinstance(results[1], DomainError)
+    assert results[2] == "allocated"
+    assert world.offer("S9", "O9") is None and order(world, "BAD") is None
+
+
+def test_batch_unexpected_error_writes_nothing(world):
+    before = stored(world)
+
+    def broken() -> None:
+        raise RuntimeError("store went away")
+
+    with pytest.raises(RuntimeError):
+        world.run_batch([partial(place, world, "X1", line("L1", "P1")), broken])
+    assert stored(world) == before and order(world, "X1") is None
+
+
+def test_batch_dry_run_inside_a_batch_keeps_nothing(world):
+    """A dry-run command (A1) inside a batch is taken back even though it succeeded."""
+    link(world, "P2", sku("K1", alt(comp("S1", "O1", "a"))))
+
+    def dry() -> None:
+        world.run(lambda w: w.get_or_new(Offer, ids.offer_id("S1", "O1")).trigger(
+            StockReserved, T0, allocation_id="A-dry", items=()), dry_run=True)
+
+    world.run_batch([dry, partial(place, world, "X1", line("L1", "P1"))])
+    events = list(world.events.get(ids.offer_id("S1", "O1")))
+    assert "A-dry" not in [getattr(e, "allocation_id", None) for e in events]
+
+
+def test_rt7_two_routers_batching_orders_never_oversell(app, store_url):
+    """Two routers on one store, each committing batches of orders, race for 5 units."""
+    supplier(app, "S2")
+    offer(app, "S2", "O2", {"a": 5})
+    link(app, "P1", sku("K1", alt(comp("S2", "O2", "a"))))
+    second = Reflow(_same_env(app))
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def router(r: Reflow, prefix: str) -> None:
+        try:
+            barrier.wait()
+            for b in range(3):
+                r.run_batch([partial(place, r, f"{prefix}{b}-{n}", line("L1", "P1")) for n in range(4)])
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=router, args=(r, p)) for r, p in ((app, "A"), (second, "B"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    second.close()
+    assert errors == []
+    every = [f"{p}{b}-{n}" for p in "AB" for b in range(3) for n in range(4)]
+    statuses = [order(app, o).status for o in every]
+    assert statuses.count("allocated") == 5 and statuses.count("unrouted") == 19
+    state = app.offer("S2", "O2")
+    assert (state.reserved["a"], state.available("a")) == (5, 0)
