@@ -14,9 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from uuid import UUID
 
 from adapters import messages as m
 from adapters.messages import BadMessage, decode, one_line
+from engine import ids
 from engine.app import Reflow
 from engine.catalog import PoolTerms
 from engine.errors import DomainError
@@ -43,11 +45,21 @@ def handle(app: Reflow, subject: str, data: bytes, received_at: datetime) -> Out
         message = decode(subject, data)
     except BadMessage as bad:
         return Outcome(bad.reason)
+    return handle_decoded(app, subject, message, received_at)
+
+
+def handle_decoded(app: Reflow, subject: str, message: m.Inbound, received_at: datetime) -> Outcome:
+    """Apply one message already decoded by ``decode``."""
     try:
         apply(app, message, received_at)
     except DomainError as refused:
         return Outcome(_reason(subject, str(refused), message))
     return APPLIED
+
+
+def new_order_ids(messages: list[object]) -> set[UUID]:
+    """The aggregate ids of the orders these messages place (to look them up all at once)."""
+    return {ids.order_id(x.platform, x.shop_id, x.order_id) for x in messages if isinstance(x, m.OrderPlaced)}
 
 
 def _reason(subject: str, text: str, message: object) -> str:

@@ -37,8 +37,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import NotFoundError
 
 from adapters.bootstrap import Settings, open_app
-from adapters.inbound import Outcome, handle
-from adapters.messages import one_line
+from adapters.inbound import Outcome, handle, handle_decoded, new_order_ids
+from adapters.messages import BadMessage, decode, one_line
+from adapters.store import stored_ids
 from adapters.outbound import Publisher
 from engine.app import Reflow
 
@@ -122,8 +123,20 @@ def apply_batch(app: Reflow, items: list[tuple[str, bytes, datetime]]) -> tuple[
     together. If the batch cannot be stored as a whole (the store is down, or a message hits an
     unexpected error), nothing of it is stored and it is applied again one message at a time,
     which stops at the first failure that is not the message's fault."""
+    commands: list[Callable[[], Outcome]] = []
+    decoded: list[object] = []
+    for subject, data, at in items:
+        try:
+            message = decode(subject, data)
+        except BadMessage as bad:
+            commands.append(partial(Outcome, bad.reason))
+            continue
+        decoded.append(message)
+        commands.append(partial(handle_decoded, app, subject, message, at))
     try:
-        outcomes = app.run_batch([partial(handle, app, subject, data, at) for subject, data, at in items])
+        candidates = new_order_ids(decoded)
+        absent = candidates - stored_ids(app, candidates)
+        outcomes = app.run_batch(commands, absent=absent)
     except Exception as exc:  # noqa: BLE001 - retried one by one below, which reports it
         log.warning("batch of %d not applied as one (%s: %s); applying one by one",
                     len(items), type(exc).__name__, one_line(str(exc)))

@@ -34,7 +34,10 @@ import base64
 import binascii
 import getpass
 import os
+from collections.abc import Collection
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 from urllib.parse import parse_qs, unquote, urlsplit
 
 DEFAULT_DATA_DIR = "reflow-data"
@@ -226,3 +229,32 @@ def cipher_env(data_dir: str | Path = DEFAULT_DATA_DIR) -> dict[str, str]:
     from :func:`load_cipher_key` under another name.
     """
     return {"CIPHER_KEY": load_cipher_key(data_dir)}
+
+
+def stored_ids(app: Any, candidates: Collection[UUID]) -> set[UUID]:
+    """Which of ``candidates`` already have events in the application's store: one query for a
+    whole batch, instead of one lookup per new order."""
+    if not candidates:
+        return set()
+    recorder = app.recorder
+    table = recorder.events_table_name
+    found: set[UUID] = set()
+    if hasattr(recorder.datastore, "schema"):  # PostgreSQL
+        from psycopg.sql import SQL, Identifier
+
+        query = SQL("SELECT DISTINCT originator_id FROM {}.{} WHERE originator_id = ANY(%s)").format(
+            Identifier(recorder.datastore.schema), Identifier(table))
+        with recorder.datastore.transaction(commit=False) as curs:
+            curs.execute(query, [list(candidates)])
+            for row in curs.fetchall():
+                value = row["originator_id"]
+                found.add(value if isinstance(value, UUID) else UUID(str(value)))
+        return found
+    ids = [c.hex for c in candidates]
+    with recorder.datastore.transaction(commit=False) as c:
+        for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
+            chunk = ids[start:start + 500]
+            c.execute(f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id IN "  # noqa: S608
+                      f"({','.join('?' * len(chunk))})", chunk)
+            found.update(UUID(row[0]) for row in c.fetchall())
+    return found

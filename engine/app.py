@@ -154,8 +154,9 @@ class Work:
     had pending; if the command fails, every aggregate it changed is rebuilt from the store plus
     the events of the commands before it, so a refused command leaves no trace in the batch."""
 
-    def __init__(self, app: Reflow) -> None:
+    def __init__(self, app: Reflow, absent: Iterable[UUID] = ()) -> None:
         self.app = app
+        self.absent = set(absent)  # ids known not to be in the store (no need to ask it)
         self.loaded: dict[UUID, Aggregate | None] = {}
         self.clear: dict[bytes, Buyer] = {}  # sealed -> buyer, to unseal once per command
         self._before: dict[UUID, tuple[bool, Aggregate | None, int]] = {}
@@ -166,7 +167,7 @@ class Work:
             agg = loaded.get(id)
             self._before[id] = (id in loaded, agg, len(agg._pending) if agg is not None else 0)
         if id not in loaded:
-            loaded[id] = self.app.load(cls, id)
+            loaded[id] = None if id in self.absent else self.app.load(cls, id)
         return loaded[id]  # type: ignore[return-value]
 
     def get_or_new(self, cls: type[A], id: UUID) -> A:  # noqa: A002
@@ -198,7 +199,7 @@ class Work:
         self._before = {}
 
     def _rebuild(self, cls: type[A], id: UUID, kept: list[Any]) -> A:  # noqa: A002
-        agg = self.app.load(cls, id) or cls(id)
+        agg = (None if id in self.absent else self.app.load(cls, id)) or cls(id)
         for event in kept:
             event.apply(agg)
             agg.version = event.originator_version
@@ -256,29 +257,39 @@ class Reflow(Application):
             result = decide_fn(work)
             if dry_run:
                 return result
-            changed = work.changed()
-            if not changed:
-                return result
             try:
-                self.save(*changed)
+                self._store(work)
             except IntegrityError:
                 continue
             return result
         raise Conflict("the same aggregates kept changing concurrently; try again")
 
+    def _store(self, work: Work) -> None:
+        """Write every pending event of the unit in one atomic insert (or nothing)."""
+        events = [e for agg in work.loaded.values() if agg is not None for e in agg.collect_events()]
+        if events:
+            self.events.put(events)
+
     def run_batch(self, commands: Sequence[Callable[[], Any]],
-                  refused: tuple[type[BaseException], ...] = (DomainError,)) -> list[Any]:
+                  refused: tuple[type[BaseException], ...] = (DomainError,),
+                  absent: Iterable[UUID] = ()) -> list[Any]:
         """Run many commands in one unit of work and save all their events in one atomic write.
 
         Each command is a callable that calls this application's commands. A command that raises
         one of ``refused`` is taken back on its own (``Work.undo``) and its exception is returned
         in its place; the others are kept. Any other exception (the store is down) is raised and
         nothing is written. On a concurrent write to the same aggregates the whole batch runs
-        again on fresh state, as one command would (rule RT7)."""
+        again on fresh state, as one command would (rule RT7).
+
+        ``absent`` names aggregates the caller knows are not stored yet (new orders), so they are
+        not looked up one by one; if another writer stores one meanwhile, the write collides and
+        the batch runs again with nothing assumed."""
+        absent = set(absent)
         for attempt in range(self.RETRIES):
             if attempt:
                 time.sleep(random.uniform(0, 0.002 * attempt))
-            work = Work(self)
+                absent = set()
+            work = Work(self, absent)
             results: list[Any] = []
             self._local.work = work
             try:
@@ -289,11 +300,8 @@ class Reflow(Application):
                         results.append(exc)
             finally:
                 self._local.work = None
-            changed = work.changed()
-            if not changed:
-                return results
             try:
-                self.save(*changed)
+                self._store(work)
             except IntegrityError:
                 continue
             return results
@@ -1025,7 +1033,10 @@ class Reflow(Application):
             allocation_id = ids.new_allocation_id(order.platform, order.shop_id, order.order_id, supplier_id, seq)
             seq += 1
             supplier = w.get(Supplier, ids.supplier_id(supplier_id))
-            alloc = w.get_or_new(Allocation, ids.allocation_uuid(allocation_id))
+            alloc_uuid = ids.allocation_uuid(allocation_id)
+            if order.version == len(order.pending):  # a new order's allocations are new too
+                w.absent.add(alloc_uuid)
+            alloc = w.get_or_new(Allocation, alloc_uuid)
             alloc.trigger(
                 Allocated, at, allocation_id=allocation_id, platform=order.platform, shop_id=order.shop_id,
                 order_id=order.order_id, merchant_id=order.merchant_id, supplier_id=supplier_id,

@@ -3,11 +3,13 @@ so the same fact arriving twice lands on the same aggregate (and is recognised a
 
 from __future__ import annotations
 
+from functools import lru_cache
 from uuid import UUID, uuid5
 
 NS = UUID("5f1e3c2a-7d1b-4c1e-9a57-2f0d6b8e1a40")
 
 
+@lru_cache(maxsize=1 << 16)  # suppliers, offers, links... are asked for on every order
 def _id(*parts: str) -> UUID:
     return uuid5(NS, "\x1f".join(parts))
 
