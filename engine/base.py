@@ -5,6 +5,14 @@ aggregate. Aggregates collect pending events and are saved by the eventsourcing 
 `MsgspecMapper` stores events as msgspec JSON, decoding each with its own type, so `Decimal`,
 `datetime`, `UUID` and nested structs round-trip exactly (a generic transcoder would turn
 `Decimal` into `str`).
+
+Tamper evidence (rule A2) is a hash chain per aggregate: every event carries `prev`, the
+`chain_digest` of the event before it in the same aggregate (None for an aggregate's first event,
+and absent from events stored before the chain existed). `Aggregate.trigger` sets it from the last
+event the aggregate applied, so routers writing different aggregates never wait on each other, and
+concurrent writers of one aggregate are already serialised by its version (optimistic
+concurrency). The digest is over the event's topic and its msgspec JSON, which is byte-identical
+for an event decoded from the store and encoded again (`replay.verify` checks exactly that).
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, ClassVar, Self, TypeVar
 from uuid import UUID
+
+import hashlib
 
 import msgspec
 from eventsourcing.persistence import (
@@ -30,6 +40,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     originator_version: int
     at: datetime
     """When the business fact happened (not when it was stored)."""
+    prev: str | None = None
+    """Rule A2: hex `chain_digest` of the previous event of the same aggregate (None for the first)."""
 
     def apply(self, aggregate: Any) -> None:  # pragma: no cover - every event overrides
         raise NotImplementedError(type(self).__name__)
@@ -51,11 +63,15 @@ class Aggregate:
         self.id = id
         self.version = 0
         self._pending: list[Event] = []
+        self._last: Event | None = None
+        """The last event applied, whose digest the next event carries as `prev` (rule A2)."""
 
     def trigger(self, cls: type[Event], at: datetime, **fields: Any) -> Event:
-        event = cls(originator_id=self.id, originator_version=self.version + 1, at=at, **fields)
+        prev = chain_digest(self._last) if self._last is not None else None
+        event = cls(originator_id=self.id, originator_version=self.version + 1, at=at, prev=prev, **fields)
         event.apply(self)
         self.version = event.originator_version
+        self._last = event
         self._pending.append(event)
         return event
 
@@ -89,6 +105,7 @@ class Aggregate:
                 aggregate = cls(event.originator_id)
             event.apply(aggregate)
             aggregate.version = event.originator_version
+            aggregate._last = event
         return aggregate
 
 
@@ -112,6 +129,20 @@ def encode_event(event: Event) -> bytes:
 
 def decode_event(topic: str, state: bytes) -> Event:
     return _decoder(topic)[1].decode(state)
+
+
+def topic_of(event: Event) -> str:
+    return _topic(type(event))
+
+
+def digest_bytes(topic: str, state: bytes) -> str:
+    """Rule A2: the chain digest of an event stored as `state` (its canonical JSON) under `topic`."""
+    return hashlib.sha256(topic.encode() + b"\n" + state).hexdigest()
+
+
+def chain_digest(event: Event) -> str:
+    """Rule A2: sha256 over the event's topic and its msgspec JSON, as the mapper stores it."""
+    return digest_bytes(_topic(type(event)), _encoder.encode(event))
 
 
 class MsgspecMapper(Mapper):
