@@ -81,6 +81,7 @@ class NatsServer:
         log_file: str | Path | None = None,
         extra_args: list[str] | None = None,
         start_timeout: float = 10.0,
+        sync_interval: str | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
@@ -95,6 +96,7 @@ class NatsServer:
         )
         self.extra_args = list(extra_args or [])
         self.start_timeout = start_timeout
+        self.sync_interval = sync_interval
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -115,6 +117,7 @@ class NatsServer:
             "-p", str(self.port),
             "-js",
             "-sd", str(self.store_dir),
+            *self._config_args(),
             *self.extra_args,
         ]  # fmt: skip
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -141,6 +144,17 @@ class NatsServer:
             f"nats-server did not accept connections on {self.url} within "
             f"{self.start_timeout}s; log: {self.log_file}\n{self._log_tail()}"
         )
+
+    def _config_args(self) -> list[str]:
+        """``sync_interval`` needs a config file (no flag): ``always`` fsyncs every JetStream write
+        before the server acknowledges it; the server default (2 min) can lose acknowledged
+        messages on power loss or an OS crash (nats-server issue 7564, Jepsen NATS 2.12.1)."""
+        if not self.sync_interval:
+            return []
+        conf = self.store_dir.parent / (self.store_dir.name + ".nats-server.conf")
+        value = self.sync_interval if self.sync_interval == "always" else f'"{self.sync_interval}"'
+        conf.write_text(f"jetstream {{\n  sync_interval: {value}\n}}\n")
+        return ["-c", str(conf)]
 
     def _log_tail(self, n: int = 20) -> str:
         try:
