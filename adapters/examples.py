@@ -71,6 +71,14 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "shop_id": "dy-880123",
         "order_id": "6921345678901234567",
     },
+    "reflow.in.order.shipped": {
+        "platform": "douyin",
+        "shop_id": "dy-880123",
+        "order_id": "6921345678901234567",
+        "shipped_at": "2024-05-01T16:00:00+08:00",
+        "carrier": "SF",
+        "tracking_no": "SF1234567890123",
+    },
     "reflow.in.aftersale.opened": {
         "platform": "douyin",
         "shop_id": "dy-880123",

@@ -90,6 +90,9 @@ def apply(app: Reflow, message: m.Inbound, now: datetime) -> object:
         case m.OrderCancelled():
             return app.cancel_order(message.platform, message.shop_id, message.order_id,
                                     at=message.cancelled_at)
+        case m.OrderShipped():
+            return app.ship_elsewhere(message.platform, message.shop_id, message.order_id,
+                                      message.carrier, message.tracking_no, at=message.shipped_at)
         case m.OrderReleased():
             return app.release_order(message.platform, message.shop_id, message.order_id, at=now)
         case m.AftersaleOpened():

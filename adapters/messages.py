@@ -243,6 +243,18 @@ class OrderCancelled(_In, kw_only=True):
     cancelled_at: Time
 
 
+class OrderShipped(_In, kw_only=True):
+    """reflow.in.order.shipped (addition): the shop reports the order shipped by other means, so
+    pull pre-link never routes it (L10) and an untracked allocation is intercepted."""
+
+    platform: Platform
+    shop_id: SubjectToken
+    order_id: Id
+    shipped_at: Time
+    carrier: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    tracking_no: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+
+
 class OrderReleased(_In, kw_only=True):
     """reflow.in.order.released (addition): release an order held by an I6 rule."""
 
@@ -502,6 +514,7 @@ SUBJECTS: dict[str, type[Struct]] = {
     "reflow.in.order.review": OrderReview,
     "reflow.in.order.cancelled": OrderCancelled,
     "reflow.in.order.released": OrderReleased,
+    "reflow.in.order.shipped": OrderShipped,
     "reflow.in.aftersale.opened": AftersaleOpened,
     "reflow.in.aftersale.closed": AftersaleClosed,
     "reflow.in.link.set": LinkSet,

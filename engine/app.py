@@ -101,6 +101,7 @@ from engine.orders import (
     OrderReleased,
     OrderRouted,
     OrderShipped,
+    OrderShippedElsewhere,
     Package,
     Parked,
     ReviewChanged,
@@ -649,6 +650,25 @@ class Reflow(Application):
 
         return self.run(cmd)
 
+    def ship_elsewhere(self, platform: str, shop_id: str, order_id: str, carrier: str | None = None,
+                       tracking_no: str | None = None, at: datetime | None = None) -> str:
+        """The shop says the order was shipped by other means: it is never routed (rule L10), and an
+        allocation not yet tracked is intercepted so the supplier does not send a second parcel."""
+        at = at or utcnow()
+
+        def cmd(w: Work) -> str:
+            order = self._order_or_reference(w, platform, shop_id, order_id, at)
+            if order.shipped or order.cancelled:
+                return order.status
+            for alloc in self._live(w, order):
+                if alloc.status == "active":
+                    self._stop(w, order, alloc, "intercepted", "shipped by other means", at)
+            order.trigger(OrderShippedElsewhere, at, carrier=carrier, tracking_no=tracking_no)
+            self._unpark(w, order, set(order.lines))
+            return order.status
+
+        return self.run(cmd)
+
     def open_aftersale(self, platform: str, shop_id: str, order_id: str, aftersale_id: str,
                        kind: str, line_id: str | None = None, at: datetime | None = None) -> str:
         """Rules I1, I2: before tracking, intercept; after tracking, record for offline handling."""
@@ -824,11 +844,17 @@ class Reflow(Application):
 
     def pull_prelink(self, platform: str, shop_id: str, product_id: str,
                      window_days: int = PREPULL_WINDOW_DAYS, at: datetime | None = None,
-                     dry_run: bool = False) -> list[dict[str, Any]]:
-        """Rule L10: route the orders of this product that waited for a link."""
+                     dry_run: bool = False, only: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Rule L10: route the orders of this product that waited for a link.
+
+        `only` limits the pull to these orders (`replay.prelink` pulls in small units of work, so a
+        pull beside live routing retries little). One report entry per order looked at: `result`
+        `routed` or `skipped` (`reason`: cancelled, shipped, aftersale_open, held), its status, the
+        allocations made (id, supplier, cost) and the order's sale amount."""
         at = at or utcnow()
         if window_days < 1:
             raise InvalidCommand(f"window_days: must be >= 1, got {window_days}", "L10")
+        wanted = None if only is None else set(only)
 
         def cmd(w: Work) -> list[dict[str, Any]]:
             link = w.get(Link, ids.link_id(platform, shop_id, product_id))
@@ -839,19 +865,23 @@ class Reflow(Application):
             if backlog is None:
                 return report
             since = at - timedelta(days=window_days)
-            for entry in sorted(backlog.waiting.values(), key=lambda e: (e.placed_at, e.order_id)):
+            entries = backlog.waiting.values() if wanted is None else [
+                backlog.waiting[o] for o in wanted if o in backlog.waiting]
+            for entry in sorted(entries, key=lambda e: (e.placed_at, e.order_id)):
                 if entry.reason != "no_link" or entry.placed_at < since:
                     continue
                 order = self._order(w, platform, shop_id, entry.order_id)
-                if order.cancelled or order.shipped:
+                skip = ("cancelled" if order.cancelled else "shipped" if order.shipped
+                        else "aftersale_open" if order.open_aftersale()
+                        else "held" if order.held or order.under_review else None)
+                if skip in ("cancelled", "shipped"):
                     self._unpark(w, order, set(order.lines))
+                if skip:
+                    report.append(_pulled(w, order, "skipped", skip, []))
                     continue
-                if order.open_aftersale():
-                    continue
-                before = len(order.allocations)
+                before = set(order.allocations)
                 self._route(w, order, at, "prelink")
-                report.append({"order_id": entry.order_id, "status": order.status,
-                               "allocations": list(order.allocations)[before:]})
+                report.append(_pulled(w, order, "routed", None, [a for a in order.allocations if a not in before]))
             return report
 
         return self.run(cmd, dry_run=dry_run)
@@ -1232,6 +1262,20 @@ def _in_pool(supplier: Supplier | None, offer: Offer | None, sku: OfferSku | Non
     if price is None or sku.lowest_30d_price is None or sku.market_price is None:
         return False
     return price <= sku.lowest_30d_price and price < Decimal("0.9") * sku.market_price
+
+
+def _pulled(w: Work, order: Order, result: str, reason: str | None, made: list[str]) -> dict[str, Any]:
+    """One order's line in a pull pre-link report (rule L10, A1)."""
+    allocations = [w.get(Allocation, ids.allocation_uuid(a)) for a in made]
+    return {
+        "order_id": order.order_id, "placed_at": order.placed_at, "result": result, "reason": reason,
+        "status": order.status, "amount": order.amount, "unroutable": dict(order.unroutable),
+        "allocations": [
+            {"allocation_id": a.allocation_id, "supplier_id": a.supplier_id,
+             "cost": None if any(x.amount is None for x in a.lines) else sum((x.amount for x in a.lines), Decimal(0))}
+            for a in allocations if a is not None
+        ],
+    }
 
 
 def _per_offer(lines: Iterable[AllocLine]) -> dict[str, tuple[SkuQty, ...]]:

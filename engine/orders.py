@@ -253,6 +253,16 @@ class OrderShipped(Event, frozen=True):
         o.shipped = True
 
 
+class OrderShippedElsewhere(Event, frozen=True):
+    """The shop reports the order shipped by other means (the merchant sent it himself, rule L10)."""
+
+    carrier: str | None = None
+    tracking_no: str | None = None
+
+    def apply(self, o: Order) -> None:
+        o.shipped = True
+
+
 # -- Allocation -------------------------------------------------------------------------------
 
 
