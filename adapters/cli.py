@@ -131,6 +131,36 @@ def rebuild(ctx: typer.Context) -> None:
     typer.echo(f"rebuilt {settings.duckdb_path} from {n} events")
 
 
+@app.command()
+def demo(
+    ctx: typer.Context,
+    orders: int = typer.Option(3000, "--orders", min=50, max=200_000, help="Orders in the generated day."),
+    quick: bool = typer.Option(False, "--quick", help="A small day of 300 orders (a first look; the tests)."),
+    seed: int = typer.Option(2024, "--seed", help="The same seed gives the same day and the same tables."),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", metavar="DIR",
+        help="A new or empty directory for the store, the DuckDB file and the broker "
+             "(default: a new temporary directory, kept for you to explore)."),
+) -> None:
+    """The whole system on a generated day of a dropshipping merchant, ending with a report.
+
+    Starts a private NATS server and `reflow serve`, publishes the day as the shops and suppliers
+    would, and prints orders by status, allocations and performance per supplier, one statement,
+    and the DuckDB file with example queries."""
+    from click.core import ParameterSource
+
+    from adapters.demo import QUICK_ORDERS, run_demo
+
+    settings: Settings = ctx.obj
+    given = {name: ctx.parent.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+             for name in ("store", "duckdb", "data_dir")}
+    if data_dir is None and given["data_dir"]:
+        data_dir = settings.data_dir
+    run_demo(seed=seed, orders=QUICK_ORDERS if quick else orders, data_dir=data_dir,
+             store=settings.store if given["store"] else None,
+             duckdb_path=settings.duckdb if given["duckdb"] else None)
+
+
 def main() -> None:
     """Entry point: run the app; known failures become one line on stderr and exit code 1."""
     from adapters.serve import ServeError
