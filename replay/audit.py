@@ -1,0 +1,283 @@
+"""`reflow audit`: one order's full history, each routing decision explained, its state as of a time.
+
+The history is the order's own events and those of every allocation it made, merged by business
+time. As of a time T, an aggregate's state is its events in the order they were recorded, up to
+the first one whose business time is after T (a prefix, so the state shown is one that existed).
+Consumer data is shown masked only (rule P1): name `张*`, phone `138****5678`, region in clear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from engine import ids
+from engine.base import Event
+from engine.errors import NotFound
+from engine.orders import (
+    AddressChanged, AftersaleClosed, AftersaleOpened, Allocated, Allocation, AllocationCancelled,
+    AllocationEnded, AllocationShipped, InterceptAnswered, InterceptRequested, LossRiskRecorded, Order,
+    OrderHeld, OrderPlaced, OrderReferenced, OrderReleased, OrderRouted, OrderShipped,
+    OrderShippedElsewhere, ReviewChanged, ShippedDespiteIntercept, TrackingUploaded,
+)
+from engine.policy import CandidateFacts, LineDecision, LineFacts, Verdict, decide
+from engine.privacy import Recipient, mask, unseal
+from engine.servicelevel import LOCAL
+
+
+@dataclass(frozen=True)
+class Entry:
+    at: datetime
+    source: str
+    """`order` or an allocation id."""
+    version: int
+    event: Event
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    index: int
+    components: str
+    cost: Decimal | None
+    stock: int
+    score: int
+    priority: int | None
+    verdict: str
+    """`chosen`, `lost: <why>` or `ineligible: <why>`."""
+
+
+@dataclass(frozen=True)
+class LineExplained:
+    line_id: str
+    link_version: int | None
+    matched_by: str
+    outcome: str
+    candidates: list[CandidateRow]
+
+
+@dataclass(frozen=True)
+class DecisionExplained:
+    at: datetime
+    trigger: str
+    reproduced: bool
+    """Rule RT6: re-running the policy on the recorded input gives the recorded decision."""
+    lines: list[LineExplained]
+    consolidated_to: str | None
+    allocations: list[str]
+
+
+@dataclass
+class Audit:
+    platform: str
+    shop_id: str
+    order_id: str
+    as_of: datetime | None
+    entries: list[Entry] = field(default_factory=list)
+    hidden: int = 0
+    """Events recorded after the as-of time (not shown)."""
+    order: Order | None = None
+    allocations: list[Allocation] = field(default_factory=list)
+    recipient: Recipient | None = None
+    decisions: list[DecisionExplained] = field(default_factory=list)
+
+
+def audit(app: Any, platform: str, shop_id: str, order_id: str, as_of: datetime | None = None) -> Audit:
+    oid = ids.order_id(platform, shop_id, order_id)
+    events = list(app.events.get(oid))
+    if not events:
+        raise NotFound(f"--order: reflow has no order {platform}/{shop_id}/{order_id}")
+    result = Audit(platform, shop_id, order_id, as_of)
+    shown = _prefix(events, as_of)
+    result.hidden += len(events) - len(shown)
+    result.entries += [Entry(e.at, "order", e.originator_version, e) for e in shown]
+    result.order = Order.project(None, shown) if shown else None
+    made = list(dict.fromkeys(ref.allocation_id for e in shown if isinstance(e, OrderRouted) for ref in e.allocations))
+    for allocation_id in made:
+        alloc_events = list(app.events.get(ids.allocation_uuid(allocation_id)))
+        visible = _prefix(alloc_events, as_of)
+        result.hidden += len(alloc_events) - len(visible)
+        result.entries += [Entry(e.at, allocation_id, e.originator_version, e) for e in visible]
+        if visible:
+            result.allocations.append(Allocation.project(None, visible))
+    result.entries.sort(key=lambda x: (x.at, _CAUSAL.get(type(x.event), 5), x.source, x.version))
+    order = result.order
+    if order is not None and order.sealed:
+        result.recipient = mask(unseal(app.cipher, order.sealed))
+    result.decisions = [explain(e) for e in shown if isinstance(e, OrderRouted)]
+    return result
+
+
+# Events written by one command share its time; within it they happen in this order.
+_CAUSAL = {
+    OrderReferenced: 0, OrderPlaced: 0, OrderHeld: 1, ReviewChanged: 1, AftersaleOpened: 1, AftersaleClosed: 1,
+    AddressChanged: 1, OrderReleased: 1, InterceptRequested: 2, AllocationCancelled: 2, InterceptAnswered: 2,
+    AllocationEnded: 3, OrderRouted: 4, Allocated: 5, TrackingUploaded: 6, LossRiskRecorded: 6,
+    ShippedDespiteIntercept: 7, OrderShipped: 8, OrderShippedElsewhere: 8, AllocationShipped: 9,
+}
+
+
+def _prefix(events: list[Event], as_of: datetime | None) -> list[Event]:
+    if as_of is None:
+        return events
+    out = []
+    for e in events:
+        if e.at > as_of:
+            break
+        out.append(e)
+    return out
+
+
+def explain(event: OrderRouted) -> DecisionExplained:
+    """A decision in words: per line, every candidate with its facts and why it won or lost."""
+    lines = [
+        _explain_line(facts, decided)
+        for facts, decided in zip(event.input.lines, event.decision.lines)
+    ]
+    return DecisionExplained(
+        at=event.at, trigger=event.trigger, reproduced=decide(event.input) == event.decision, lines=lines,
+        consolidated_to=event.decision.consolidated_to,
+        allocations=[f"{r.allocation_id} ({r.supplier_id}: {', '.join(r.line_ids)})" for r in event.allocations],
+    )
+
+
+def _explain_line(facts: LineFacts, decided: LineDecision) -> LineExplained:
+    verdicts = {v.index: v for v in decided.candidates}
+    rows = [_candidate(c, verdicts.get(c.index), decided.chosen) for c in facts.candidates]
+    if decided.chosen is not None:
+        outcome = f"alternative {decided.chosen}"
+    else:
+        outcome = f"unroutable: {decided.unroutable}"
+    return LineExplained(line_id=facts.line_id, link_version=facts.link_version, matched_by=facts.matched_by or "-",
+                         outcome=outcome, candidates=rows)
+
+
+def _candidate(c: CandidateFacts, v: Verdict | None, chosen: int | None) -> CandidateRow:
+    parts = []
+    for comp in c.components:
+        flags = [] if comp.supplier_active else ["supplier inactive"]
+        flags += [] if comp.on_shelf else ["off shelf"]
+        flags += [] if comp.in_pool else ["not in pool"]
+        cost = "unpriced" if comp.unit_cost is None else f"{comp.unit_cost}"
+        parts.append(f"{comp.supplier_id}/{comp.offer_id}/{comp.supplier_sku_id} x{comp.need} "
+                     f"@{cost} avail {comp.available}" + (f" ({', '.join(flags)})" if flags else ""))
+    if v is None:
+        verdict = "?"
+    elif c.index == chosen:
+        verdict = "chosen"
+    elif not v.eligible:
+        verdict = f"ineligible: {v.reason}"
+    else:
+        verdict = f"lost: {v.lost}"
+    return CandidateRow(index=c.index, components="; ".join(parts), cost=v.cost if v else None,
+                        stock=v.stock if v else 0, score=v.score if v else 0, priority=c.priority, verdict=verdict)
+
+
+def local(t: datetime) -> str:
+    return t.astimezone(LOCAL).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def describe(e: Event) -> str:
+    """One line per event; never consumer data in clear (sealed fields are not shown at all)."""
+    match e:
+        case OrderPlaced():
+            lines = ", ".join(f"{x.line_id}: {x.product_id}/{x.sku_id or x.merchant_code or '-'} x{x.qty} @{x.unit_price}"
+                              for x in e.lines)
+            return f"placed on {e.channel or e.platform}, ship to {e.region.province} {e.region.city} {e.region.district}; {lines}"
+        case OrderReferenced():
+            return "a fact about the order arrived before the order"
+        case OrderRouted():
+            chosen = [f"{d.line_id}→alt {d.chosen}" if d.chosen is not None else f"{d.line_id}→{d.unroutable}"
+                      for d in e.decision.lines]
+            return f"routed ({e.trigger}): {', '.join(chosen)}" + (
+                f"; allocations {', '.join(r.allocation_id for r in e.allocations)}" if e.allocations else "")
+        case OrderHeld():
+            return f"held: {e.reason}"
+        case OrderReleased():
+            return "released by hand"
+        case ReviewChanged():
+            return f"{'under review' if e.under_review else 'review cleared'}" + (f": {e.reason}" if e.reason else "")
+        case AllocationEnded():
+            return f"allocation {e.allocation_id} {e.how}: {e.reason}" + (" (by the merchant)" if e.by_merchant else "")
+        case ShippedDespiteIntercept():
+            return f"allocation {e.ref.allocation_id} shipped despite the intercept (I8)"
+        case AftersaleOpened():
+            return (f"after-sale {e.aftersale_id} opened ({e.kind}" + (f", line {e.line_id}" if e.line_id else "")
+                    + (", after shipment" if e.post_shipment else "") + ")")
+        case AftersaleClosed():
+            return f"after-sale {e.aftersale_id} closed: {e.outcome}"
+        case AddressChanged():
+            return f"address changed: now {e.region.province} {e.region.city} {e.region.district}"
+        case OrderShipped():
+            return "shipment confirmed to the shop: " + ", ".join(f"{p.carrier} {p.tracking_no} ({', '.join(p.line_ids)})"
+                                                                  for p in e.packages)
+        case OrderShippedElsewhere():
+            return "shipped by other means" + (f": {e.carrier} {e.tracking_no}" if e.tracking_no else "")
+        case Allocated():
+            lines = ", ".join(f"{x.line_id}: {x.offer_id}/{x.supplier_sku_id} x{x.qty} @{x.unit_cost}" for x in e.lines)
+            r = e.recipient
+            return (f"allocated to {e.supplier_id}: {lines}; ship by {local(e.ship_by)}; "
+                    f"recipient {r.name} {r.phone} {r.province} {r.city} {r.district} {r.address}")
+        case InterceptRequested():
+            return f"intercept sent to the supplier: {e.reason}"
+        case AllocationCancelled():
+            return f"cancelled, supplier told to stop: {e.reason}"
+        case InterceptAnswered():
+            return f"supplier answered the intercept: {e.outcome}" + (f" ({e.carrier} {e.tracking_no})" if e.tracking_no else "")
+        case TrackingUploaded():
+            return f"tracking uploaded: {e.carrier} {e.tracking_no}" + (" (late, T3)" if e.late else "")
+        case LossRiskRecorded():
+            return f"tracking refused, loss risk (I7): {e.carrier} {e.tracking_no}; {e.reason}"
+        case AllocationShipped():
+            return "shipped"
+    return type(e).__name__
+
+
+def render(a: Audit, console: Any) -> None:
+    """Print an audit with rich: state, timeline, then every decision explained."""
+    from rich.table import Table
+
+    when = f"as of {local(a.as_of)} (China time)" if a.as_of else "now"
+    console.print(f"[bold]order {a.platform}/{a.shop_id}/{a.order_id}[/bold]  {when}")
+    o = a.order
+    if o is None:
+        console.print("no event of this order had happened by then")
+    else:
+        flags = [f for f, on in (("cancelled", o.cancelled), ("shipped", o.shipped), ("under review", o.under_review),
+                                 (f"held: {o.held}", bool(o.held))) if on]
+        console.print(f"status {o.status}" + (f" ({', '.join(flags)})" if flags else "")
+                      + (f"; merchant {o.merchant_id}, channel {o.channel}" if o.placed else ""))
+        if a.recipient is not None:
+            r = a.recipient
+            console.print(f"recipient (masked) {r.name} {r.phone} {r.province} {r.city} {r.district} {r.address}")
+        if o.lines:
+            console.print("lines: " + "; ".join(
+                f"{lid} {o.route.get(lid, '?')}" + (f" ({o.unroutable[lid]})" if lid in o.unroutable else "")
+                for lid in o.lines))
+        for alloc in a.allocations:
+            console.print(f"allocation {alloc.allocation_id} {alloc.supplier_id}: {alloc.status}"
+                          + (f", {alloc.carrier} {alloc.tracking_no}" if alloc.tracking_no else "")
+                          + (f", {alloc.intercept_reason}" if alloc.intercept_reason else ""))
+    timeline = Table(title="history", show_lines=False)
+    for col in ("time (China)", "where", "v", "event", "detail"):
+        timeline.add_column(col, overflow="fold")
+    for x in a.entries:
+        timeline.add_row(local(x.at), x.source, str(x.version), type(x.event).__name__, describe(x.event))
+    console.print(timeline)
+    if a.hidden:
+        console.print(f"({a.hidden} later events not shown)")
+    for n, d in enumerate(a.decisions, 1):
+        console.print(f"[bold]decision {n}[/bold] at {local(d.at)}, trigger {d.trigger}; reproduced by the "
+                      f"policy: {'yes' if d.reproduced else 'NO (rule RT6 broken)'}"
+                      + (f"; fewer splits: all to {d.consolidated_to}" if d.consolidated_to else ""))
+        for line in d.lines:
+            t = Table(title=f"line {line.line_id}: {line.outcome}  (link v{line.link_version}, matched by {line.matched_by})")
+            for col in ("alt", "components (need @unit cost, available)", "cost", "stock", "score", "priority", "verdict"):
+                t.add_column(col, overflow="fold")
+            for c in line.candidates:
+                t.add_row(str(c.index), c.components, "-" if c.cost is None else str(c.cost), str(c.stock),
+                          str(c.score), "-" if c.priority is None else str(c.priority), c.verdict)
+            console.print(t)
+        if d.allocations:
+            console.print("allocations: " + ", ".join(d.allocations))
