@@ -48,7 +48,7 @@ is the only entry.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, Union
 
@@ -87,8 +87,14 @@ Title = Annotated[str, Meta(min_length=1, max_length=512)]
 Text = Annotated[str, Meta(max_length=512)]
 Remark = Annotated[str, Meta(max_length=2000)]
 Time = Annotated[
-    datetime, Meta(tz=True, description="RFC 3339 time with offset, e.g. 2024-05-01T10:00:00+08:00")
+    datetime,
+    Meta(tz=True, description="RFC 3339 time with offset, e.g. 2024-05-01T10:00:00+08:00, "
+                              "from 2000-01-01 to 2100-01-01 (UTC)"),
 ]
+# Business times outside these bounds are refused: the engine adds days and hours to them (ship-by,
+# windows, renewals), and a year-9999 time would overflow there instead of being dead-lettered.
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
 Money = Annotated[
     str,
     Meta(
@@ -122,6 +128,10 @@ class _In(Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
             value = getattr(self, name)
             if isinstance(value, str):
                 msgspec.structs.force_setattr(self, name, Decimal(value))
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if isinstance(value, datetime) and not EARLIEST <= value < LATEST:
+                raise ValueError(f"{name}: time out of range (2000-01-01 to 2100-01-01 UTC)")
 
 
 # ---------------------------------------------------------------------------------------------

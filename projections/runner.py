@@ -66,7 +66,10 @@ class ProjectionRunner:
         self.connection = duckdb.connect(str(self.work_path))
         self._prepare()
         self.position = self.connection.execute("SELECT pos FROM facts.position").fetchone()[0]
-        self._dirty = False
+        # A previous process may have committed to the working file after its last publish (it was
+        # killed, or stopped between publishes): publish on the first run, so the analysts' file
+        # catches up even when nothing new comes.
+        self._dirty = self.path.exists()
         self._published_at = 0.0
         if publish and not self.path.exists():
             self.publish()

@@ -257,8 +257,8 @@ def order_state(app: Reflow, wl: Workload) -> dict[str, Any]:
     state = {}
     for o in wl.orders:
         order = app.order(*o.shop, o.order_id)
-        allocs = sorted((a.allocation_id, a.supplier_id, a.status, tuple(a.line_ids), a.tracking_no)
-                        for a in app.allocations_of(*o.shop, o.order_id))
+        allocs = sorted((a.allocation_id, a.supplier_id, a.status, tuple(a.line_ids), a.tracking_no,
+                         a.loss_risks) for a in app.allocations_of(*o.shop, o.order_id))
         state[o.order_id] = (order.status if order else None, allocs)
     return state
 
@@ -276,6 +276,10 @@ def check_orders(app: Reflow, wl: Workload, v: Verdict) -> dict[str, Any]:
                 v.duplicates += sum(got.values()) - sum(want.values())
             else:
                 v.losses += 1
+        if sum(a[5] for a in allocs) != o.loss_risks():
+            v.duplicates += 1
+            v.problem(f"order {o.order_id}: {sum(a[5] for a in allocs)} loss risks recorded, "
+                      f"expected {o.loss_risks()} (I7)")
         live = [a for a in allocs if a[2] in ("active", "tracked", "shipped")]
         covered = Counter(line for a in live for line in a[3])
         if any(c > 1 for c in covered.values()):

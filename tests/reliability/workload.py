@@ -57,6 +57,7 @@ class Order:
     buyer: dict[str, str]
     remark: str
     new_buyer: dict[str, str] | None = None
+    loss: bool = False  # refund fate: the supplier uploads tracking for the intercepted allocation
 
     @property
     def suppliers(self) -> list[str]:
@@ -79,6 +80,9 @@ class Order:
             "address": ("shipped", Counter(intercepted=k, shipped=k)),
             "review": ("shipped", Counter(cancelled=k, shipped=k)),
         }[self.fate]
+
+    def loss_risks(self) -> int:
+        return len(self.suppliers) if self.loss else 0
 
     def units(self) -> Counter:
         """Units this order finally takes from each (supplier, sku)."""
@@ -109,6 +113,7 @@ class Workload:
     seed: int = 1
     stock: int = STOCK
     fates: tuple[str, ...] = tuple(f for f, _ in FATES)
+    losses: bool = True  # refund fate: sometimes the supplier ships anyway (I7)
     orders: list[Order] = field(default_factory=list)
     catalog: list[Message] = field(default_factory=list)
     flow: list[Message] = field(default_factory=list)
@@ -223,7 +228,8 @@ class Workload:
             out.append((t, self._msg("aftersale.opened", {
                 **key, "aftersale_id": f"AS-{o.order_id}", "kind": "refund",
                 "opened_at": iso(o.placed_at + timedelta(minutes=30))}, o, "aftersale")))
-            if rng.random() < 0.3:  # the supplier shipped anyway: a loss risk (I7)
+            if rng.random() < 0.3 and self.losses:  # the supplier shipped anyway: a loss risk (I7)
+                o.loss = True
                 out += [(t + d(1, 10), m) for m in self._tracking(o, 0, "loss")]
             out.append((t + d(1, 30), self._msg("aftersale.closed", {
                 **key, "aftersale_id": f"AS-{o.order_id}", "outcome": "refunded",
