@@ -147,13 +147,11 @@ def demo(
     Starts a private NATS server and `reflow serve`, publishes the day as the shops and suppliers
     would, and prints orders by status, allocations and performance per supplier, one statement,
     and the DuckDB file with example queries."""
-    from click.core import ParameterSource
-
     from adapters.demo import QUICK_ORDERS, run_demo
 
     settings: Settings = ctx.obj
-    given = {name: ctx.parent.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
-             for name in ("store", "duckdb", "data_dir")}
+    sources = {name: ctx.parent.get_parameter_source(name) for name in ("store", "duckdb", "data_dir")}
+    given = {name: source is not None and source.name != "DEFAULT" for name, source in sources.items()}
     if data_dir is None and given["data_dir"]:
         data_dir = settings.data_dir
     run_demo(seed=seed, orders=QUICK_ORDERS if quick else orders, data_dir=data_dir,
