@@ -1,0 +1,284 @@
+"""What-if (rule A1): replay the routing decisions of a period against a changed link or policy
+setting, and report per decision the allocation it would get and the cost difference. Nothing is
+stored.
+
+Each recorded `OrderRouted` holds its whole input (RT6), so a what-if is the pure policy run on
+that input, changed:
+
+- `split_tolerance`: the merchant's fewer-splits tolerance (RT10);
+- `without`: suppliers taken out, as if inactive (RT1);
+- `link`: a new link for one product. A line of that product gets the new link's alternatives.
+  A component the recorded input already had keeps its recorded facts (stock, price, score,
+  shelf); a new one takes its facts from the store now (price as of the decision's time from the
+  price book, stock, activity and shelf as they are now: the store keeps no stock history).
+
+Decisions are replayed in the order they were recorded, and stock carries over: units a what-if
+moves from one source to another are taken from (or given back to) that source for every later
+decision in the period. Re-routes (an order decided again) are replayed like any decision.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from engine import ids
+from engine.base import decode_event
+from engine.catalog import Offer, PriceBook, Supplier
+from engine.orders import OrderPlaced, OrderReferenced, OrderRouted
+from engine.policy import CandidateFacts, ComponentFacts, Decision, LineFacts, RoutingInput, cost_of, decide
+from engine.values import LineIn, SkuLink
+from eventsourcing.utils import get_topic
+
+TOPICS = [get_topic(OrderPlaced), get_topic(OrderReferenced), get_topic(OrderRouted)]
+
+
+@dataclass(frozen=True)
+class Change:
+    split_tolerance: Decimal | None = None
+    without: frozenset[str] = frozenset()
+    product_id: str | None = None
+    link: tuple[SkuLink, ...] | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.split_tolerance is not None:
+            parts.append(f"split tolerance {self.split_tolerance}")
+        if self.without:
+            parts.append(f"without {', '.join(sorted(self.without))}")
+        if self.link is not None:
+            parts.append(f"new link for {self.product_id}")
+        return "; ".join(parts) or "no change"
+
+
+@dataclass
+class Row:
+    order_id: str
+    decided_at: datetime
+    trigger: str
+    recorded: str
+    recorded_cost: Decimal
+    what_if: str
+    what_if_cost: Decimal
+    delta: Decimal
+
+    @property
+    def changed(self) -> bool:
+        return self.recorded != self.what_if or self.delta != 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"order_id": self.order_id, "decided_at": self.decided_at, "trigger": self.trigger,
+                "recorded": self.recorded, "recorded_cost": self.recorded_cost, "what_if": self.what_if,
+                "what_if_cost": self.what_if_cost, "delta": self.delta}
+
+
+@dataclass
+class Report:
+    change: Change
+    rows: list[Row] = field(default_factory=list)
+    scanned: int = 0
+
+    @property
+    def delta(self) -> Decimal:
+        return sum((r.delta for r in self.rows), Decimal(0))
+
+    @property
+    def changed(self) -> list[Row]:
+        return [r for r in self.rows if r.changed]
+
+
+@dataclass
+class _Order:
+    platform: str
+    shop_id: str
+    order_id: str
+    merchant_id: str = ""
+    lines: dict[str, LineIn] = field(default_factory=dict)
+
+
+def replay(app: Any, platform: str, shop_id: str, start: datetime, end: datetime, change: Change, *,
+           product_id: str | None = None, batch: int = 5000,
+           progress: Callable[[int, int], None] | None = None) -> Report:
+    """What-if over the decisions made in [start, end) for one shop (and product, if given)."""
+    report = Report(change)
+    orders: dict[UUID, _Order] = {}
+    used: dict[tuple[str, str, str], int] = defaultdict(int)  # units moved to a source by the what-if
+    facts_now = _CurrentFacts(app)
+    end_id = app.recorder.max_notification_id() or 0
+    pos = 0
+    while pos < end_id:
+        notes = app.recorder.select_notifications(start=pos + 1, limit=batch, stop=end_id, topics=TOPICS)
+        if not notes:
+            break
+        for n in notes:
+            report.scanned += 1
+            event = decode_event(n.topic, n.state)
+            if isinstance(event, (OrderPlaced, OrderReferenced)):
+                if event.platform == platform and event.shop_id == shop_id:
+                    known = orders.setdefault(event.originator_id, _Order(platform, shop_id, event.order_id))
+                    if isinstance(event, OrderPlaced):
+                        known.merchant_id, known.lines = event.merchant_id, {x.line_id: x for x in event.lines}
+                continue
+            order = orders.get(event.originator_id)
+            if order is None or not (start <= event.input.at < end):
+                continue
+            if product_id is not None and not any(
+                order.lines.get(lf.line_id) and order.lines[lf.line_id].product_id == product_id
+                for lf in event.input.lines
+            ):
+                continue
+            report.rows.append(_replay_one(order, event, change, used, facts_now))
+        pos = notes[-1].id
+        if progress:
+            progress(pos, end_id)
+    return report
+
+
+def _replay_one(order: _Order, event: OrderRouted, change: Change, used: dict, facts_now: _CurrentFacts) -> Row:
+    changed = _change_input(order, event.input, change, facts_now)
+    changed = _with_stock_moved(changed, used)
+    again = decide(changed)
+    before = _take(event.input, event.decision)
+    after = _take(changed, again)
+    for key in set(before) | set(after):
+        used[key] += after.get(key, 0) - before.get(key, 0)
+    rec_cost, rec_text = _summary(event.input, event.decision)
+    new_cost, new_text = _summary(changed, again)
+    return Row(order_id=order.order_id, decided_at=event.at, trigger=event.trigger, recorded=rec_text,
+               recorded_cost=rec_cost, what_if=new_text, what_if_cost=new_cost, delta=new_cost - rec_cost)
+
+
+def _change_input(order: _Order, inp: RoutingInput, change: Change, facts_now: _CurrentFacts) -> RoutingInput:
+    lines = []
+    for lf in inp.lines:
+        line = order.lines.get(lf.line_id)
+        if change.link is not None and line is not None and line.product_id == change.product_id:
+            lf = _relinked(order, line, lf, change.link, inp.at, facts_now)
+        if change.without:
+            lf = msgspec.structs.replace(lf, candidates=tuple(
+                msgspec.structs.replace(c, components=tuple(
+                    msgspec.structs.replace(x, supplier_active=False) if x.supplier_id in change.without else x
+                    for x in c.components))
+                for c in lf.candidates))
+        lines.append(lf)
+    tolerance = inp.split_tolerance if change.split_tolerance is None else change.split_tolerance
+    return msgspec.structs.replace(inp, lines=tuple(lines), split_tolerance=tolerance)
+
+
+def _relinked(order: _Order, line: LineIn, lf: LineFacts, link: Iterable[SkuLink], at: datetime,
+              facts_now: _CurrentFacts) -> LineFacts:
+    entry = _entry_for(line, link)
+    if entry is None:
+        return msgspec.structs.replace(lf, candidates=(), matched_by="")
+    recorded = {(x.supplier_id, x.offer_id, x.supplier_sku_id): x for c in lf.candidates for x in c.components}
+    candidates = []
+    for index, alt in enumerate(entry.alternatives):
+        comps = []
+        for comp in alt.components:
+            need = comp.qty * line.qty
+            known = recorded.get((comp.supplier_id, comp.offer_id, comp.supplier_sku_id))
+            if known is not None:
+                comps.append(msgspec.structs.replace(known, qty=comp.qty, need=need))
+            else:
+                comps.append(facts_now.component(order.merchant_id, comp.supplier_id, comp.offer_id,
+                                                 comp.supplier_sku_id, comp.qty, need, at))
+        candidates.append(CandidateFacts(index=index, components=tuple(comps), priority=alt.priority,
+                                         provinces=alt.provinces))
+    return msgspec.structs.replace(lf, candidates=tuple(candidates), matched_by="what-if")
+
+
+def _entry_for(line: LineIn, link: Iterable[SkuLink]) -> SkuLink | None:
+    link = tuple(link)
+    for entry in link:
+        if line.sku_id is not None and entry.sku_id == line.sku_id:
+            return entry
+    for entry in link:
+        if line.merchant_code is not None and entry.sku_id is None and entry.merchant_code == line.merchant_code:
+            return entry
+    for entry in link:
+        if entry.sku_id is None and entry.merchant_code is None:
+            return entry
+    return None
+
+
+class _CurrentFacts:
+    """Facts of a source the recorded input never had, read from the store now."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.cache: dict[tuple, Any] = {}
+
+    def _load(self, cls: type, id: UUID) -> Any:  # noqa: A002
+        key = (cls, id)
+        if key not in self.cache:
+            self.cache[key] = self.app.load(cls, id)
+        return self.cache[key]
+
+    def component(self, merchant: str, supplier_id: str, offer_id: str, sku: str, qty: int, need: int,
+                  at: datetime) -> ComponentFacts:
+        supplier = self._load(Supplier, ids.supplier_id(supplier_id))
+        offer = self._load(Offer, ids.offer_id(supplier_id, offer_id))
+        book = self._load(PriceBook, ids.pricebook_id(supplier_id))
+        tier = supplier.tiers.get(merchant) if supplier is not None else None
+        return ComponentFacts(
+            supplier_id=supplier_id, offer_id=offer_id, supplier_sku_id=sku, qty=qty, need=need,
+            supplier_active=supplier is not None and supplier.active,
+            on_shelf=offer is not None and sku in offer.skus and offer.on_shelf and not offer.expired(at)
+            and offer.open_to(merchant),
+            available=offer.available(sku) if offer is not None else 0,
+            unit_cost=book.price_at(sku, at, tier) if book is not None else None,
+            score=supplier.fulfilment_score if supplier is not None else 0,
+        )
+
+
+def _with_stock_moved(inp: RoutingInput, used: dict) -> RoutingInput:
+    if not any(used.values()):
+        return inp
+    return msgspec.structs.replace(inp, lines=tuple(
+        msgspec.structs.replace(lf, candidates=tuple(
+            msgspec.structs.replace(c, components=tuple(
+                msgspec.structs.replace(x, available=x.available - used.get(_key(x), 0)) if used.get(_key(x)) else x
+                for x in c.components))
+            for c in lf.candidates))
+        for lf in inp.lines))
+
+
+def _key(x: ComponentFacts) -> tuple[str, str, str]:
+    return (x.supplier_id, x.offer_id, x.supplier_sku_id)
+
+
+def _chosen(inp: RoutingInput, decision: Decision):
+    for lf, d in zip(inp.lines, decision.lines):
+        if d.chosen is not None:
+            yield lf, d, next(c for c in lf.candidates if c.index == d.chosen)
+        else:
+            yield lf, d, None
+
+
+def _take(inp: RoutingInput, decision: Decision) -> dict[tuple[str, str, str], int]:
+    units: dict[tuple[str, str, str], int] = defaultdict(int)
+    for _, _, cand in _chosen(inp, decision):
+        for x in cand.components if cand is not None else ():
+            units[_key(x)] += x.need
+    return units
+
+
+def _summary(inp: RoutingInput, decision: Decision) -> tuple[Decimal, str]:
+    total = Decimal(0)
+    parts = []
+    for lf, d, cand in _chosen(inp, decision):
+        if cand is None:
+            parts.append(f"{lf.line_id}: {d.unroutable}")
+            continue
+        cost = cost_of(cand)
+        total += cost or Decimal(0)
+        what = "+".join(f"{x.supplier_id}/{x.offer_id}/{x.supplier_sku_id}x{x.need}" for x in cand.components)
+        parts.append(f"{lf.line_id}: {what}" + ("" if cost is not None else " (unpriced)"))
+    return total, "; ".join(parts)
