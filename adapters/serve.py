@@ -21,12 +21,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
+import os
 import signal
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 import nats
@@ -39,8 +43,8 @@ from nats.js.errors import NotFoundError
 from adapters.bootstrap import Settings, open_app
 from adapters.inbound import Outcome, handle, handle_decoded, new_order_ids
 from adapters.messages import BadMessage, decode, one_line
-from adapters.store import stored_ids
 from adapters.outbound import Publisher
+from adapters.store import stored_ids
 from engine.app import Reflow
 
 log = logging.getLogger("reflow.serve")
@@ -179,14 +183,18 @@ class Server:
     """The serve loop over one app and one NATS connection."""
 
     def __init__(self, app: Reflow, nc: NATS, *, batch: int = 256, ack_wait: float = 10.0,
-                 duckdb_path: Any = None) -> None:
+                 duckdb_path: Any = None, settings: Settings | None = None) -> None:
         self.app, self.nc, self.js = app, nc, nc.jetstream()
         self.batch, self.ack_wait = batch, ack_wait
         self.engine = ThreadPoolExecutor(1, thread_name_prefix="reflow-engine")
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="reflow-outbound")
         self.publisher = Publisher.in_executor(app, self.js, self.reader)
-        self.projections = _projection_runner(app, duckdb_path)
-        self.projector = ThreadPoolExecutor(1, thread_name_prefix="reflow-projections")
+        self.projections: Projections | None = None
+        if settings is not None and duckdb_path is not None:
+            self.projections = Projections(settings)
+        elif duckdb_path is not None:
+            runner = _projection_runner(app, duckdb_path)
+            self.projections = InProcessProjections(runner) if runner is not None else None
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()
         self.applied = self.dead = 0
@@ -297,11 +305,10 @@ class Server:
     async def _projection_loop(self) -> None:
         if self.projections is None:
             return
-        loop = asyncio.get_running_loop()
         while not self.stop.is_set():
             started = time.monotonic()
             try:
-                await loop.run_in_executor(self.projector, self.projections.run_once)
+                await self.projections.run_once()
             except Exception as exc:  # noqa: BLE001 - analysts' views lag, routing goes on
                 log.warning("projections: %s: %s", type(exc).__name__, one_line(str(exc)))
             await self._sleep(max(0.0, 1.0 - (time.monotonic() - started)))
@@ -315,15 +322,99 @@ class Server:
                         one_line(str(exc) or type(exc).__name__))
         if self.projections is not None:
             try:
-                await asyncio.get_running_loop().run_in_executor(self.projector, self.projections.run_once)
+                await self.projections.run_once()
             except Exception as exc:  # noqa: BLE001
                 log.warning("projections: %s: %s", type(exc).__name__, one_line(str(exc)))
-        for pool in (self.engine, self.reader, self.projector):
+            self.projections.shutdown()
+        for pool in (self.engine, self.reader):
             pool.shutdown(wait=True)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+
+
+class Projections:
+    """The projection runner in a child process of its own.
+
+    Projecting decodes every event again and builds Arrow batches for DuckDB; in serve's process
+    it would share one interpreter lock with routing. In a child process (spawned, so it shares
+    nothing but the store and the files) it runs on the other core. The child opens its own app on
+    the same store and runs ``ProjectionRunner.run_once`` when asked; if it dies, the next call
+    starts a new one, which resumes from the position stored in the DuckDB file."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pool: ProcessPoolExecutor | None = None
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_child_open, initargs=(self.settings,))
+        return self.pool
+
+    async def run_once(self) -> None:
+        try:
+            await asyncio.wrap_future(self._pool().submit(_child_run_once))
+        except BrokenProcessPool:
+            self.shutdown()
+            raise
+
+    def shutdown(self) -> None:
+        if self.pool is not None:
+            with contextlib.suppress(Exception):
+                self.pool.submit(_child_close).result(timeout=60)
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+class InProcessProjections:
+    """The runner in a thread of serve's own process (used when serve is given no settings)."""
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="reflow-projections")
+
+    async def run_once(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self.pool, self.runner.run_once)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.runner.close()
+
+
+_child: Any = None
+
+
+def _child_open(settings: Settings) -> None:
+    """In the projection process: open the app and the runner once."""
+    global _child  # noqa: PLW0603 - one runner per child process
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; serve stops us
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    app = open_app(settings)
+    _child = _projection_runner(app, settings.duckdb_path)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """serve was killed (kill -9 leaves no time to stop us): stop too. A projection batch cut off
+    here is not committed, and the next runner redoes it from the stored position."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
+def _child_run_once() -> None:
+    if _child is not None:
+        _child.run_once()
+
+
+def _child_close() -> None:
+    global _child  # noqa: PLW0603
+    if _child is not None:
+        runner, _child = _child, None
+        runner.close()
+        runner.app.close()
 
 
 def _projection_runner(app: Reflow, duckdb_path: Any) -> Any:
@@ -345,7 +436,8 @@ async def serve(settings: Settings, *, batch: int = 256, ack_wait: float = 10.0,
     try:
         nc = await connect(settings.nats_url)
         try:
-            server = Server(app, nc, batch=batch, ack_wait=ack_wait, duckdb_path=settings.duckdb_path)
+            server = Server(app, nc, batch=batch, ack_wait=ack_wait, duckdb_path=settings.duckdb_path,
+                            settings=settings)
             loop = asyncio.get_running_loop()
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):

@@ -54,6 +54,26 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30)
         raise
 
 
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout
+    return [int(x) for x in out.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+async def wait_gone(pids: list[int], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while any(alive(p) for p in pids):
+        assert time.monotonic() < deadline, f"processes {[p for p in pids if alive(p)]} outlived serve"
+        await asyncio.sleep(0.1)
+
+
 def test_kill_9_mid_stream_loses_nothing_and_duplicates_nothing(nats_server, sqlite_store, tmp_path):
     n_orders = 2000
     data_dir, log = tmp_path / "data", tmp_path / "serve.log"
@@ -72,10 +92,13 @@ def test_kill_9_mid_stream_loses_nothing_and_duplicates_nothing(nats_server, sql
                 if info.ack_floor.stream_seq > 300:
                     break
                 await asyncio.sleep(0.02)
+            helpers = children(procs[-1].pid)  # the projection process
             procs[-1].kill()
             procs[-1].wait()
             info = await c.js.consumer_info(IN_STREAM, CONSUMER)
             assert info.num_pending > 0, "serve finished before it could be killed"
+            assert helpers, "serve runs its projections in a child process"
+            await wait_gone(helpers)  # no orphan keeps the DuckDB file after serve died
 
             procs.append(start_serve(nats_server.url, sqlite_store, data_dir, log))
             await c.settled(timeout=90)
