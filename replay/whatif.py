@@ -12,9 +12,10 @@ that input, changed:
   shelf); a new one takes its facts from the store now (price as of the decision's time from the
   price book, stock, activity and shelf as they are now: the store keeps no stock history).
 
-Decisions are replayed in the order they were recorded, and stock carries over: units a what-if
-moves from one source to another are taken from (or given back to) that source for every later
-decision in the period. Re-routes (an order decided again) are replayed like any decision.
+One row per order: its latest decision made in the period (the one in force; an order routed
+again after an interception or a pull is judged by that). Decisions are replayed in the order they
+were recorded, and stock carries over: units a what-if moves from one source to another are taken
+from (or given back to) that source for every later decision in the period.
 """
 
 from __future__ import annotations
@@ -106,11 +107,12 @@ class _Order:
 def replay(app: Any, platform: str, shop_id: str, start: datetime, end: datetime, change: Change, *,
            product_id: str | None = None, batch: int = 5000,
            progress: Callable[[int, int], None] | None = None) -> Report:
-    """What-if over the decisions made in [start, end) for one shop (and product, if given)."""
+    """What-if over the decisions made from `start` to `end` (inclusive) for one shop (and product)."""
     report = Report(change)
     orders: dict[UUID, _Order] = {}
     used: dict[tuple[str, str, str], int] = defaultdict(int)  # units moved to a source by the what-if
     facts_now = _CurrentFacts(app)
+    latest: dict[UUID, tuple[_Order, OrderRouted]] = {}
     end_id = app.recorder.max_notification_id() or 0
     pos = 0
     while pos < end_id:
@@ -127,17 +129,19 @@ def replay(app: Any, platform: str, shop_id: str, start: datetime, end: datetime
                         known.merchant_id, known.lines = event.merchant_id, {x.line_id: x for x in event.lines}
                 continue
             order = orders.get(event.originator_id)
-            if order is None or not (start <= event.input.at < end):
+            if order is None or not (start <= event.input.at <= end):
                 continue
             if product_id is not None and not any(
                 order.lines.get(lf.line_id) and order.lines[lf.line_id].product_id == product_id
                 for lf in event.input.lines
             ):
                 continue
-            report.rows.append(_replay_one(order, event, change, used, facts_now))
+            latest.pop(event.originator_id, None)  # keep insertion order = order of the latest decision
+            latest[event.originator_id] = (order, event)
         pos = notes[-1].id
         if progress:
             progress(pos, end_id)
+    report.rows = [_replay_one(order, event, change, used, facts_now) for order, event in latest.values()]
     return report
 
 
