@@ -54,6 +54,7 @@ class Serve:
     data_dir: Path
     batch: int = 128
     ack_wait: float = 2.0
+    env: dict[str, str] = field(default_factory=dict)
     procs: list[subprocess.Popen] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
 
@@ -70,7 +71,7 @@ class Serve:
         cmd = [sys.executable, "-m", "adapters.cli", "--store", self.store, "--nats", self.nats_url,
                "--data-dir", str(self.data_dir), "serve", "--ack-wait", str(self.ack_wait),
                "--batch", str(self.batch)]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), **self.env}
         with open(log, "ab") as f:
             proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
