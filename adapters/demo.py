@@ -764,7 +764,8 @@ class Report:
 
 
 STATUSES = ("unrouted", "held", "partially_allocated", "allocated", "shipped", "cancelled")
-ALLOCATION_COLUMNS = ("allocations", "active", "tracked", "shipped", "intercepted", "cancelled", "units")
+ALLOCATION_HEADERS = ("alloc.", "active", "tracked", "shipped", "interc.", "cancel.", "units")
+PERFORMANCE_HEADERS = ("alloc.", "tracked", "on time", "late", "interc.", "loss risks", "median h")
 PERFORMANCE_COLUMNS = ("allocations", "tracked", "on_time", "late", "intercepted", "loss_risks",
                        "median_hours_to_tracking")
 EXAMPLE_QUERIES = (
@@ -805,9 +806,9 @@ def run_demo(*, seed: int = DEFAULT_SEED, orders: int = DEFAULT_ORDERS, data_dir
                             "empty one (give --data-dir a new directory)")
         if settings.duckdb_path.exists():
             raise DemoError(f"{settings.duckdb_path} exists already; give --data-dir a new directory")
-        console.print(f"[bold]reflow demo[/]: {MERCHANT_NAME} ({MERCHANT}), {len(SHOPS)} shops, "
-                      f"{len(SUPPLIERS)} suppliers, {orders:,} orders on {plan.day} (seed {seed})")
-        console.print(f"data: {data_dir}")
+        console.print(f"[bold]reflow demo[/]: {orders:,} orders on {plan.day} (seed {seed}) of {MERCHANT_NAME}\n"
+                      f"({MERCHANT}): {len(SHOPS)} shops, {len(SUPPLIERS)} suppliers", highlight=False)
+        console.print(f"data: {data_dir}", highlight=False, soft_wrap=True)
         report = Report(day=plan.day, data_dir=data_dir, duckdb_path=settings.duckdb_path)
         nats_dir = data_dir / "nats"
         with NatsServer(store_dir=nats_dir, log_file=data_dir / "nats-server.log") as server:
@@ -839,14 +840,14 @@ async def _run_stages(plan: DemoDay, settings: Any, app: Any, report: Report, co
     try:
         async with _Producer(settings.nats_url, app, task) as producer, _Steps(console) as steps:
             work = SupplierWork()
-            await producer.stage(steps, "opening: shops, suppliers, offers, prices, links", plan.opening(), report)
-            await producer.stage(steps, f"the day {plan.day}: {plan.n_orders:,} orders and what followed",
+            await producer.stage(steps, "opening: shops, suppliers, offers, links", plan.opening(), report)
+            await producer.stage(steps, f"the day {plan.day}: {plan.n_orders:,} orders",
                                  plan.the_day(), report)
             out = await producer.outbound()
-            await producer.stage(steps, "suppliers: tracking and intercept answers",
+            await producer.stage(steps, "suppliers: tracking, intercept answers",
                                  plan.suppliers_answer(out, work), report)
             out = await producer.outbound()
-            await producer.stage(steps, "this morning: restock, late link and pull, releases, returns",
+            await producer.stage(steps, "this morning: restock, pull, releases",
                                  plan.morning(out, work, datetime.now(UTC)), report)
             await producer.outbound()
             report.dead_letters = await producer.dead_letters()
@@ -901,7 +902,7 @@ class _Producer:
                 raise DemoError(f"reflow serve did not apply the stage '{title}' in time")
             await asyncio.sleep(0.1)
         elapsed = time.monotonic() - started
-        steps.finish(step, f"{title}: {len(messages):,} messages applied in {elapsed:.1f} s")
+        steps.finish(step, f"{title}: {len(messages):,} messages, {elapsed:.1f} s")
         report.stages.append((title, len(messages), elapsed))
 
     def _check_serving(self) -> None:
@@ -991,7 +992,7 @@ class _Steps:
 
     def finish(self, task: Any, summary: str) -> None:
         self.progress.remove_task(task)
-        self.console.print(f"[green]✓[/] {summary}")
+        self.console.print(f"[green]✓[/] {summary}", highlight=False)
 
 
 def _finish(plan: DemoDay, app: Any, settings: Any, report: Report, console: Any) -> None:
@@ -1006,8 +1007,8 @@ def _finish(plan: DemoDay, app: Any, settings: Any, report: Report, console: Any
         runner.catch_up()
         runner.publish()  # serve's last run may have left the analysts' copy behind (publishing is throttled)
         events = runner.connection.execute("SELECT events FROM facts.position").fetchone()[0]
-    console.print(f"[green]✓[/] projections up to date: {events:,} events in {settings.duckdb_path.name} "
-                  f"({time.monotonic() - started:.1f} s)")
+    console.print(f"[green]✓[/] projections: {events:,} events in {settings.duckdb_path.name}, "
+                  f"{time.monotonic() - started:.1f} s")
     last_day = plan.day + timedelta(days=DAYS_AGO - 1)
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
         supplier = con.execute(
@@ -1042,62 +1043,60 @@ def report_tables(con: Any) -> dict[str, list[tuple]]:
 # -- the report ---------------------------------------------------------------------------------
 
 
-def render(report: Report, console: Any) -> None:
+def _table(title: str, first: str, numbers: Iterable[str]) -> Any:
+    """A table that fits 80 columns: a rule under the header, no vertical lines."""
+    from rich import box
     from rich.table import Table
 
-    console.print()
-    if report.dead_letters:
-        for subject, error in report.dead_letters:
-            console.print(f"[yellow]dead letter[/] (REFLOW_DLQ): {error}", highlight=False)
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+    t.add_column(first, no_wrap=True)
+    for name in numbers:
+        t.add_column(name, justify="right")
+    return t
 
-    t = Table(title="Orders by status")
-    for name in ("status", "orders", "amount (CNY)"):
-        t.add_column(name, justify="left" if name == "status" else "right")
+
+def render(report: Report, console: Any) -> None:
+    for _, error in report.dead_letters:
+        console.print(f"[yellow]dead letter[/] (REFLOW_DLQ): {error}", highlight=False, soft_wrap=True)
+    console.print()
+
+    t = _table("Orders by status", "status", ("orders", "amount (CNY)"))
     for status, n, amount in report.orders_by_status:
         t.add_row(status, str(n), f"{amount:.2f}")
     t.add_row("total", str(sum(x[1] for x in report.orders_by_status)),
               f"{sum(x[2] for x in report.orders_by_status):.2f}", style="bold")
-    console.print(t)
+    console.print(t, "")
 
-    t = Table(title="Allocations per supplier")
-    t.add_column("supplier")
-    for name in ALLOCATION_COLUMNS:
-        t.add_column(name, justify="right")
+    t = _table("Allocations per supplier, by status", "supplier", ALLOCATION_HEADERS)
     for row in report.allocations_by_supplier:
         t.add_row(row[0], *(str(x) for x in row[1:]))
-    console.print(t)
+    console.print(t, "")
 
-    t = Table(title="Supplier performance (T3 late, I7 loss risks)")
-    t.add_column("supplier")
-    for name in ("allocations", "tracked", "on time", "late", "intercepted", "loss risks", "median h"):
-        t.add_column(name, justify="right")
+    t = _table("Supplier performance (T3: late; I7: loss risks)", "supplier", PERFORMANCE_HEADERS)
     for row in report.performance:
         t.add_row(row[0], *(str(x) if x is not None else "-" for x in row[1:]))
-    console.print(t)
+    console.print(t, "")
 
     st = report.statement
-    t = Table(title=f"Statement {st.statement_id}")
-    for name in ("supplier", "period (China time)", "lines", "qty", "total (CNY)", "apart"):
-        t.add_column(name, justify="right" if name in ("lines", "qty", "total (CNY)", "apart") else "left")
     first = st.period_from.astimezone(LOCAL).date()
     last = (st.period_to.astimezone(LOCAL) - timedelta(seconds=1)).date()
+    t = _table(f"Statement {st.statement_id}", "supplier", ("period (China time)", "lines", "qty", "total (CNY)",
+                                                             "apart"))
     t.add_row(st.supplier_id, f"{first} .. {last}", str(len(st.lines)), str(st.qty), f"{st.total:.2f}",
               str(len(st.apart)))
-    console.print(t)
-    console.print(f"content hash {st.content_hash}", highlight=False)
-    lines = Table(title=f"first lines of {st.statement_id}", title_justify="left")
-    for name in ("allocation", "order", "sku", "qty", "unit price", "amount"):
-        lines.add_column(name, justify="right" if name in ("qty", "unit price", "amount") else "left")
+    console.print(t, "")
+    console.print(f"content hash {st.content_hash}\n", highlight=False)
+    lines = _table(f"its first {min(5, len(st.lines))} of {len(st.lines)} lines", "allocation",
+                   ("order", "sku", "qty", "unit price", "amount"))
     for ln in st.lines[:5]:
         lines.add_row(ln.allocation_id, ln.order_id, ln.supplier_sku_id, str(ln.qty), f"{ln.unit_price}",
                       f"{ln.amount}")
-    console.print(lines)
+    console.print(lines, "")
 
-    console.print()
-    console.print(f"[bold]Analysts' database[/]: {report.duckdb_path}")
-    console.print(f"open it read-only with:  duckdb -readonly {report.duckdb_path}", highlight=False)
+    console.print(f"[bold]Analysts' database[/]: {report.duckdb_path}", highlight=False, soft_wrap=True)
+    console.print(f"open it read-only:  duckdb -readonly {report.duckdb_path}", highlight=False, soft_wrap=True)
     for title, sql in EXAMPLE_QUERIES:
-        console.print(f"\n-- {title}", highlight=False, markup=False)
-        console.print(sql, highlight=False, markup=False)
+        console.print(f"\n-- {title}", highlight=False, markup=False, soft_wrap=True)
+        console.print(sql, highlight=False, markup=False, soft_wrap=True)
     console.print(f"\n{report.published:,} messages published, {len(report.dead_letters)} dead-lettered, "
                   f"done in {report.elapsed:.1f} s", highlight=False)

@@ -51,18 +51,20 @@ def test_the_day_is_valid_contract_messages_but_one_producer_bug():
 
 
 def tables(text: str) -> dict[str, list[list[str]]]:
-    """The rich tables of the output: title -> rows of cell texts."""
+    """The tables of the output (a title line, header lines, a rule, rows, a blank line):
+    title -> rows of cells (cells are apart by two spaces or more)."""
     out: dict[str, list[list[str]]] = {}
+    block: list[str] = []
     rows = None
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        s = line.strip()
-        if s.startswith("┏"):
-            rows = out.setdefault(lines[i - 1].strip(), [])
-        elif s.startswith("│") and rows is not None:
-            rows.append([c.strip() for c in s.strip("│").split("│")])
-        elif s.startswith("└"):
-            rows = None
+    for line in text.splitlines():
+        if not line.strip():
+            block, rows = [], None
+        elif set(line.strip()) == {"─"} and block:
+            rows = out.setdefault(block[0].strip(), [])
+        elif rows is not None:
+            rows.append(re.split(r"\s{2,}", line.strip()))
+        else:
+            block.append(line)
     return out
 
 
@@ -71,7 +73,7 @@ def tables(text: str) -> dict[str, list[list[str]]]:
 @pytest.mark.timeout(300)
 def test_the_demo_runs_end_to_end_and_prints_what_the_duckdb_views_say(tmp_path):
     data = tmp_path / "demo"
-    env = {**os.environ, "COLUMNS": "200"}
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}  # 80 columns: fits
     done = subprocess.run([sys.executable, "-m", "adapters.cli", "demo", "--quick", "--data-dir", str(data)],
                           capture_output=True, text=True, timeout=240, cwd=ROOT, env=env)
     assert done.returncode == 0, done.stderr + done.stdout
@@ -95,7 +97,7 @@ def test_the_demo_runs_end_to_end_and_prints_what_the_duckdb_views_say(tmp_path)
         assert int(by_status[status][0]) > 0, status
 
     # allocations per supplier, by status
-    per_supplier = {r[0]: [int(x) for x in r[1:]] for r in printed["Allocations per supplier"]}
+    per_supplier = {r[0]: [int(x) for x in r[1:]] for r in printed["Allocations per supplier, by status"]}
     rows = q("""SELECT supplier_id, count(*), count(*) FILTER (WHERE status = 'active'),
                   count(*) FILTER (WHERE status = 'tracked'), count(*) FILTER (WHERE status = 'shipped'),
                   count(*) FILTER (WHERE status = 'intercepted'), count(*) FILTER (WHERE status = 'cancelled'),
@@ -104,7 +106,7 @@ def test_the_demo_runs_end_to_end_and_prints_what_the_duckdb_views_say(tmp_path)
     assert len(per_supplier) == 12
 
     # supplier performance, late and loss risks included
-    perf = {r[0]: r[1:] for r in printed["Supplier performance (T3 late, I7 loss risks)"]}
+    perf = {r[0]: r[1:] for r in printed["Supplier performance (T3: late; I7: loss risks)"]}
     for r in q("""SELECT supplier_id, allocations, tracked, on_time, late, intercepted, loss_risks,
                     median_hours_to_tracking FROM supplier_performance"""):
         assert perf[r[0]] == [str(x) if x is not None else "-" for x in r[1:]], r[0]
