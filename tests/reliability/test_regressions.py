@@ -167,3 +167,27 @@ def test_d5_a_restarted_runner_publishes_what_the_last_one_committed_but_never_p
     assert second.run_once() == 0
     assert len(projection_snapshot(path)["orders"]) == 1
     second.close()
+
+
+@pytest.mark.nats
+@pytest.mark.timeout(120)
+@pytest.mark.xfail(strict=True, reason="D6: a dead letter's body is the original bytes, so a bad order "
+                                       "keeps the consumer's name, phone and address in clear in REFLOW_DLQ "
+                                       "(P2 vs CONTRACT section 3); adapters/serve.py _dead_letter")
+def test_d6_p2_a_dead_lettered_order_keeps_no_consumer_data_in_clear(nats_server, sqlite_store, tmp_path):
+    """DOMAIN P2: consumer data never appears in clear in dead letters. CONTRACT section 3: the dead
+    letter's body is the original bytes. For `order.placed` and `order.address_changed` both cannot
+    hold; the scan of every dead letter in the suite finds the buyer of each bad order."""
+    s = settings(nats_server, sqlite_store, tmp_path)
+    bad = order_body("DL-1")
+    bad["lines"][0]["qty"] = "two"
+
+    async def story():
+        async with running(s), client(nats_server.url) as c:
+            await c.send("order.placed", bad)
+            await c.settled()
+            [letter] = await c.messages("REFLOW_DLQ", at_least=1)
+            for value in (bad["buyer"]["name"], bad["buyer"]["phone"], bad["buyer"]["address"]):
+                assert value.encode() not in letter.data
+
+    run(story)
