@@ -144,9 +144,9 @@ def demo(
 ) -> None:
     """The whole system on a generated day of a dropshipping merchant, ending with a report.
 
-    Starts a private NATS server and `reflow serve`, publishes the day as the shops and suppliers
-    would, and prints orders by status, allocations and performance per supplier, one statement,
-    and the DuckDB file with example queries."""
+    Starts a private NATS server and `reflow serve`, publishes the day as
+    shops and suppliers would, then prints orders by status, allocations and
+    performance per supplier, one statement, and the DuckDB file with queries."""
     from adapters.demo import QUICK_ORDERS, run_demo
 
     settings: Settings = ctx.obj

@@ -12,8 +12,8 @@
      southern provinces, a micro-supply offer), stock rules;
    - **the day** (four days ago, China time): orders over the day's hours, address changes,
      cancellations, after-sales before tracking, a platform review, orders held by the hold
-     rules, orders for a product not linked yet, and one message with a producer's bug (a price
-     as a JSON number) that goes to the dead letters;
+     rules, orders for a product not linked yet, and one message with a producer's bug (a supplier
+     price as a JSON number) that goes to the dead letters;
    - **the suppliers**: each reads its allocations and intercepts from ``REFLOW_OUT`` (as a
      supplier would: it never sees order ids) and answers: tracking on time or late, some not yet;
      intercepts stopped, too late (with a tracking number), or ignored (a loss risk);
@@ -576,12 +576,13 @@ class DemoDay:
                     if outcome == "refunded" and o.role == "refund_all":  # the platform closes the order
                         at(closed + timedelta(minutes=1), "order.cancelled",
                            {**ref, "cancelled_at": iso(closed + timedelta(minutes=1))})
-        # a producer bug: a price sent as a JSON number. It goes to the dead letters, nothing else.
-        bug = self.orders[len(self.orders) // 2]
-        bad = self.placed_body(bug)
-        bad["order_id"] = bug.order_id[:-3] + "999" if bug.shop.platform != "pinduoduo" else bug.order_id + "9"
-        bad["lines"][0]["unit_price"] = float(bad["lines"][0]["unit_price"])
-        at(bug.placed_at, "order.placed", bad)
+        # a producer bug: a supplier's price feed sends a price as a JSON number (the same price it
+        # sent as a string at the opening). It goes to the dead letters; nothing else happens.
+        offer = OFFERS[-1]
+        sku, _, price = offer.skus[0]
+        at(self.start + timedelta(hours=9), "supplier.price", {
+            "supplier_id": offer.supplier_id, "supplier_sku_id": sku, "price": float(price),
+            "effective_from": iso(self.start - timedelta(days=60))})
         timed.sort(key=lambda x: (x[0], x[1]))
         return [self.msg(subject, body) for _, _, subject, body in timed]
 

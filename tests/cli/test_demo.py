@@ -42,7 +42,7 @@ def test_the_day_is_valid_contract_messages_but_one_producer_bug():
             decode(f"reflow.in.{m.subject}", json.dumps(m.body, ensure_ascii=False).encode())
         except BadMessage as exc:
             bad.append(exc.reason)
-    assert bad == ["reflow.in.order.placed: Expected `str`, got `float` - at `$.lines[0].unit_price`"]
+    assert bad == ["reflow.in.supplier.price: Expected `str`, got `float` - at `$.price`"]
     roles = {o.role for o in plan.orders}
     assert roles >= {"plain", "held", "review", "cancel", "address", "refund_all", "refund_line"}
     assert len({o.key for o in plan.orders}) == QUICK_ORDERS
@@ -81,7 +81,7 @@ def test_the_demo_runs_end_to_end_and_prints_what_the_duckdb_views_say(tmp_path)
     printed = tables(out)
     path = data / "reflow.duckdb"
     assert f"Analysts' database: {path}" in out
-    assert "dead letter (REFLOW_DLQ): reflow.in.order.placed: Expected `str`, got `float`" in out
+    assert "dead letter (REFLOW_DLQ): reflow.in.supplier.price: Expected `str`, got `float`" in out
 
     con = duckdb.connect(str(path), read_only=True)
     q = lambda sql, *args: con.execute(sql, list(args)).fetchall()  # noqa: E731
