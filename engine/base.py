@@ -64,14 +64,15 @@ class Aggregate:
         self.version = 0
         self._pending: list[Event] = []
         self._last: Event | None = None
-        """The last event applied, whose digest the next event carries as `prev` (rule A2)."""
+        """The last event stored or loaded; the next event carries the digest of the last pending
+        one, or of this one when none is pending, as `prev` (rule A2)."""
 
     def trigger(self, cls: type[Event], at: datetime, **fields: Any) -> Event:
-        prev = chain_digest(self._last) if self._last is not None else None
+        last = self._pending[-1] if self._pending else self._last
+        prev = chain_digest(last) if last is not None else None
         event = cls(originator_id=self.id, originator_version=self.version + 1, at=at, prev=prev, **fields)
         event.apply(self)
         self.version = event.originator_version
-        self._last = event
         self._pending.append(event)
         return event
 
@@ -92,6 +93,8 @@ class Aggregate:
 
     def collect_events(self) -> list[Event]:
         pending, self._pending = self._pending, []
+        if pending:
+            self._last = pending[-1]
         return pending
 
     @property

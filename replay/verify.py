@@ -105,9 +105,9 @@ class _Broken(Exception):
         self.problem = problem
 
 
-def roll(head: bytes, notification_id: int, digest: bytes) -> bytes:
-    """The log's rolling hash after one more notification."""
-    return hashlib.sha256(head + notification_id.to_bytes(8, "big") + digest).digest()
+def roll(head: bytes, notification_id: int, digest: str) -> bytes:
+    """The log's rolling hash after one more notification (its id and hex chain digest)."""
+    return hashlib.sha256(head + notification_id.to_bytes(8, "big") + digest.encode()).digest()
 
 
 def verify(app: Any, *, anchor: bool = True, batch: int = 5000,
@@ -163,7 +163,7 @@ class _Scan:
         result.gaps_checked = self.contiguous
         mapper = app.mapper
         self.cipher, self.compressor = mapper.cipher, mapper.compressor
-        self.last: dict[Any, tuple[int, bytes, int, str]] = {}  # aggregate -> version, digest, id, topic
+        self.last: dict[Any, tuple[int, str, int, str]] = {}  # aggregate -> version, digest, id, topic
         self.chain_began: int | None = None
         self.routed: dict[str, tuple] = {}  # allocation named by an OrderRouted, no Allocated yet
         self.allocated: dict[str, tuple] = {}  # Allocated not yet named by an OrderRouted
@@ -231,7 +231,7 @@ class _Scan:
             raise _Broken(self._problem(
                 n, f"the event inside names aggregate {event.originator_id} v{event.originator_version}: "
                    "moved or reordered"))
-        digest = bytes.fromhex(digest_bytes(n.topic, canonical))
+        digest = digest_bytes(n.topic, canonical)
         key = n.originator_id
         last = self.last.get(key)
         version = n.originator_version
@@ -246,7 +246,7 @@ class _Scan:
                         if version > last[0]
                         else f"it comes after v{last[0]} in the log: reordered")
                 raise _Broken(self._problem(n, what))
-            if chained and (event.prev is None or bytes.fromhex(event.prev) != last[1]):
+            if chained and event.prev != last[1]:
                 # the link from v(k) to v(k-1) is broken: v(k-1) no longer is what v(k) saw
                 raise _Broken(Problem(
                     last[2], last[3], key, last[0],
@@ -266,9 +266,10 @@ class _Scan:
         self.head = roll(self.head, n.id, digest)
         self.pos = n.id
         self.r.events += 1
-        if isinstance(event, OrderRouted):
+        kind = type(event)
+        if kind is OrderRouted:
             self.check_decision(n, event)
-        elif isinstance(event, Allocated):
+        elif kind is Allocated:
             if self.routed.pop(event.allocation_id, None) is None:
                 self.allocated[event.allocation_id] = (n.id, n.topic, n.originator_id, version)
 

@@ -180,3 +180,21 @@ def test_RT6_verify_names_a_decision_the_policy_would_not_make(history, log):
 def last_state(log, suffix):
     n = log.notifications(suffix)[-1]
     return n.topic, n.state
+
+
+def test_A2_chain_stays_whole_when_a_batched_command_is_taken_back(app):
+    """A refused command in a batch is undone after it touched an aggregate an earlier command of the
+    batch changed; the next event of that aggregate links to the kept one, not to the stored one."""
+    from tests.world import alt, comp, link, offer, place, sku, supplier
+
+    supplier(app, "S1")
+    offer(app, "S1", "O1", {"a": 10})
+    link(app, "P1", sku("K1", alt(comp("S1", "O1", "a"))))
+    results = app.run_batch([
+        lambda: place(app, "X1", line("L1", "P1")),
+        lambda: app.cancel_allocations(*SHOP, ["X1", "NOPE"], at=LATER),  # X1 stopped, then refused
+        lambda: place(app, "X2", line("L1", "P1")),
+    ])
+    assert results[0] == "allocated" and isinstance(results[1], Exception) and results[2] == "allocated"
+    result = verify(app, anchor=False)
+    assert result.ok, result.problem.line()
