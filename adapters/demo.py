@@ -803,8 +803,9 @@ def run_demo(*, seed: int = DEFAULT_SEED, orders: int = DEFAULT_ORDERS, data_dir
     try:
         held = app.recorder.max_notification_id() or 0
         if held:
-            raise DemoError(f"the event store in {data_dir} already holds {held} events; the demo needs an "
-                            "empty one (give --data-dir a new directory)")
+            where = "given with --store" if store else f"in {data_dir}"
+            raise DemoError(f"the event store {where} already holds {held} events; the demo needs an empty "
+                            "one (give --data-dir a new directory, or --store an empty schema)")
         if settings.duckdb_path.exists():
             raise DemoError(f"{settings.duckdb_path} exists already; give --data-dir a new directory")
         console.print(f"[bold]reflow demo[/]: {orders:,} orders on {plan.day} (seed {seed}) of {MERCHANT_NAME}\n"
