@@ -18,7 +18,7 @@ from tests.reliability.workload import Workload
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.timeout(3 * 3600)]
 
-# Left out until two defects in engine/app.py and adapters/serve.py are fixed (test_regressions.py),
+# Left out until two defects in engine/app.py and adapters/serve.py are fixed (test_defects.py),
 # because a kill -9 makes JetStream redeliver the unacknowledged batch: orders put under review and
 # cleared (D1: a redelivered `order.review` is applied again) and tracking for an intercepted
 # allocation (D3: each copy records another loss risk). Put them back then: fates=all, losses=True.

@@ -78,7 +78,7 @@ def business_state(app: Any, wl: Workload) -> dict[str, Any]:
 
 
 def test_every_message_delivered_twice_changes_nothing(tmp_path, sqlite_store, scale, figures):
-    # Tracking for intercepted allocations left out until D3 is fixed (test_regressions.py): each
+    # Tracking for intercepted allocations left out until D3 is fixed (test_defects.py): each
     # copy records another loss risk (I7). Put it back then: losses=True.
     wl = Workload(scale.delivery_orders, seed=21, losses=False)
     schedule = twice(wl, random.Random(22))

@@ -17,7 +17,7 @@ from tests.reliability.pgcluster import PrivateCluster
 from tests.reliability.workload import Workload
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.timeout(3600)]
-# D1 and D3 (test_regressions.py): a redelivered review or loss-risk tracking is applied again, and
+# D1 and D3 (test_defects.py): a redelivered review or loss-risk tracking is applied again, and
 # a restart makes JetStream redeliver. Put them back once fixed.
 FATES = ("plain", "post", "refund", "cancel", "address")
 
