@@ -368,16 +368,20 @@ def verify(
     ctx: typer.Context,
     anchor: bool = typer.Option(True, "--anchor/--no-anchor",
                                 help="After a clean run, record an anchor of the log (one event)."),
+    expect_head: Optional[str] = typer.Option(
+        None, "--expect-head", metavar="N:SHA256",
+        help="A head printed by an earlier run and kept elsewhere: the log must still hash to it."),
 ) -> None:
     """Check the stored history (rule A2: hash chain, anchors) and every decision (RT6)."""
     from adapters.bootstrap import open_app
-    from replay.verify import verify as run_verify
+    from replay.verify import parse_head, verify as run_verify
 
+    expect = parse_head(expect_head) if expect_head else None
     application = open_app(ctx.obj)
     try:
         with _bar("verifying events") as bar:
             task = bar.add_task("events", total=None)
-            result = run_verify(application, anchor=anchor, progress=_progress(bar, task))
+            result = run_verify(application, anchor=anchor, expect=expect, progress=_progress(bar, task))
     finally:
         application.close()
     if not result.ok:
@@ -388,7 +392,8 @@ def verify(
                f"{'no gaps' if result.gaps_checked else 'ids not checked for gaps (PostgreSQL)'}; "
                f"{result.seconds:.1f} s, {rate:,.0f} events/s")
     typer.echo(f"log head: notification {result.up_to} sha256 {result.head}"
-               + ("; anchored" if result.anchored else ""))
+               + ("; anchored" if result.anchored else "")
+               + f" (keep it: reflow verify --expect-head {result.up_to}:{result.head})")
 
 
 def main() -> None:

@@ -110,13 +110,34 @@ def roll(head: bytes, notification_id: int, digest: str) -> bytes:
     return hashlib.sha256(head + notification_id.to_bytes(8, "big") + digest.encode()).digest()
 
 
-def verify(app: Any, *, anchor: bool = True, batch: int = 5000,
+@dataclass(frozen=True)
+class Anchor:
+    """The log's rolling hash `head` after notification `up_to` (and how many events, if known)."""
+
+    up_to: int
+    head: str
+    events: int | None = None
+    said: str = "an anchor you kept"
+
+
+def parse_head(text: str) -> Anchor:
+    """`N:HEX` as printed by `reflow verify` (`log head: notification N sha256 HEX`)."""
+    up_to, _, head = text.partition(":")
+    if not up_to.isdigit() or len(head) != 64 or any(c not in "0123456789abcdef" for c in head):
+        raise ValueError(f"--expect-head: {text!r} is not N:SHA256 (a notification id and 64 hex digits)")
+    return Anchor(int(up_to), head)
+
+
+def verify(app: Any, *, anchor: bool = True, batch: int = 5000, expect: Anchor | None = None,
            progress: Callable[[int, int], None] | None = None) -> Result:
-    """Check the whole stored history; `progress(done, total)` is called after each batch."""
+    """Check the whole stored history; `progress(done, total)` is called after each batch.
+
+    `expect`: a head printed by an earlier run and kept outside the store; the log must still
+    hash to it at that notification (this catches a rewrite of the whole chain and its anchors)."""
     started = time.perf_counter()
     result = Result()
     try:
-        anchors = _anchors(app)
+        anchors = _anchors(app) + ([expect] if expect else [])
         end = app.recorder.max_notification_id() or 0
         _Scan(app, result, anchors, end, batch, progress).run()
     except _Broken as broken:
@@ -127,9 +148,10 @@ def verify(app: Any, *, anchor: bool = True, batch: int = 5000,
     return result
 
 
-def _anchors(app: Any) -> list[LogAnchored]:
+def _anchors(app: Any) -> list[Anchor]:
     try:
-        return [e for e in app.events.get(ANCHOR_ID) if isinstance(e, LogAnchored)]
+        return [Anchor(e.up_to, e.head, e.events, f"the anchor recorded at {e.at:%Y-%m-%d %H:%M:%S} UTC")
+                for e in app.events.get(ANCHOR_ID) if isinstance(e, LogAnchored)]
     except Exception as e:  # noqa: BLE001 - a damaged anchor is itself a finding
         raise _Broken(Problem(None, "replay.verify:LogAnchored", ANCHOR_ID, None,
                               f"the recorded anchors cannot be read: {e}")) from None
@@ -154,7 +176,7 @@ def _now():
 
 
 class _Scan:
-    def __init__(self, app: Any, result: Result, anchors: list[LogAnchored], end: int, batch: int,
+    def __init__(self, app: Any, result: Result, anchors: list[Anchor], end: int, batch: int,
                  progress: Callable[[int, int], None] | None) -> None:
         self.app, self.r, self.end, self.batch, self.progress = app, result, end, batch, progress
         self.anchors = sorted(anchors, key=lambda a: a.up_to)
@@ -192,15 +214,16 @@ class _Scan:
             if next_id is None and a.up_to > self.pos:
                 raise _Broken(Problem(
                     None, "", None, None,
-                    f"an anchor recorded the log up to notification {a.up_to} ({a.events} events) but it "
-                    f"now ends at {self.pos} ({self.r.events} events): events were removed from its end"))
-            if a.events != self.r.events or a.head != self.head.hex():
+                    f"{a.said} covers the log up to notification {a.up_to} but it now ends at {self.pos} "
+                    f"({self.r.events} events): events were removed from its end"))
+            if (a.events is not None and a.events != self.r.events) or a.head != self.head.hex():
                 since = self.anchors[self.next_anchor - 1].up_to if self.next_anchor else 0
+                counts = f"{a.events} events then, " if a.events is not None else ""
                 raise _Broken(Problem(
                     a.up_to, "", None, None,
-                    f"the log up to here no longer matches the anchor recorded at {a.at:%Y-%m-%d %H:%M:%S} "
-                    f"({a.events} events then, {self.r.events} now; rolling hash differs): an event after "
-                    f"notification {since} and up to {a.up_to} was removed, reordered or altered"))
+                    f"the log up to here no longer matches {a.said} ({counts}{self.r.events} now; rolling "
+                    f"hash differs): an event after notification {since} and up to {a.up_to} was removed, "
+                    "reordered or altered"))
             self.r.anchors += 1
             self.next_anchor += 1
 

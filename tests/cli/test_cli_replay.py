@@ -57,6 +57,8 @@ def test_L10_A1_A2_prelink_dry_run_then_pull_then_audit_whatif_and_verify(tmp_pa
     ok = reflow(tmp_path, "verify")
     assert ok.returncode == 0, ok.stderr
     assert "history intact" in ok.stdout and "anchored" in ok.stdout
+    head = ok.stdout.split("--expect-head ")[1].split(")")[0]
+    assert reflow(tmp_path, "verify", "--no-anchor", "--expect-head", head).returncode == 0
 
     db = sqlite3.connect(tmp_path / "events.db")
     rowid, state = db.execute("SELECT rowid, state FROM stored_events WHERE topic LIKE '%OrderRouted' "
@@ -82,6 +84,7 @@ def test_bad_replay_input_gives_one_line_naming_the_field(tmp_path):
          "--split-tolerance"),
         (["whatif", *SHOP_ARGS, "--from", "2026-01-02", "--to", "2026-01-01", "--split-tolerance", "0.1"], "--to"),
         (["prelink", *SHOP_ARGS], "--product"),
+        (["verify", "--expect-head", "12:xyz"], "--expect-head"),
     ]
     for args, field in cases:
         done = reflow(tmp_path, *args)

@@ -8,7 +8,7 @@ import pytest
 from engine.app import Reflow
 from engine.base import chain_digest, decode_event, encode_event
 from engine.orders import OrderRouted
-from replay.verify import verify
+from replay.verify import Anchor, parse_head, verify
 from tests.world import BUYER, SHOP, T0, line
 
 LATER = T0.replace(hour=20)
@@ -198,3 +198,27 @@ def test_A2_chain_stays_whole_when_a_batched_command_is_taken_back(app):
     assert results[0] == "allocated" and isinstance(results[1], Exception) and results[2] == "allocated"
     result = verify(app, anchor=False)
     assert result.ok, result.problem.line()
+
+
+def test_A2_a_head_kept_outside_catches_a_rewritten_chain(history, log):
+    """Whoever can write the store can rewrite an event, every digest after it and the anchors;
+    the head printed by an earlier run and kept elsewhere still tells."""
+    first = verify(history, anchor=False)
+    kept = parse_head(f"{first.up_to}:{first.head}")
+    assert verify(history, anchor=False, expect=kept).ok
+    victim = log.notifications("OrderPlaced")[0]
+    event = decode_event(victim.topic, victim.state)
+    forged = msgspec.structs.replace(event, channel="forged")
+    log.set_state(victim.id, encode_event(forged))
+    # a thorough forger also rewrites every later link of that aggregate
+    previous = forged
+    for n in log.notifications():
+        if n.originator_id == victim.originator_id and n.originator_version > victim.originator_version:
+            previous = msgspec.structs.replace(decode_event(n.topic, n.state), prev=chain_digest(previous))
+            log.set_state(n.id, encode_event(previous))
+    assert verify(history, anchor=False).ok  # the chain alone cannot tell
+    p = verify(history, anchor=False, expect=kept).problem
+    assert p is not None and "an anchor you kept" in p.what and p.notification_id == first.up_to
+    with pytest.raises(ValueError, match="--expect-head"):
+        parse_head("12:abc")
+    assert Anchor(1, "0" * 64).events is None
