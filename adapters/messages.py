@@ -118,7 +118,7 @@ Score100 = Annotated[float, Meta(ge=0, le=100)]
 Score5 = Annotated[float, Meta(ge=0, le=5)]
 
 
-class _In(Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
+class _In(Struct, frozen=True, kw_only=True, forbid_unknown_fields=False, gc=False):
     """Base of every inbound struct: decimal strings named in ``_decimals`` become Decimal."""
 
     _decimals: ClassVar[tuple[str, ...]] = ()

@@ -147,6 +147,9 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+_MISSING: Any = object()
+
+
 class Work:
     """A unit of work: aggregates loaded once, saved together.
 
@@ -163,13 +166,14 @@ class Work:
         self._before: dict[UUID, tuple[bool, Aggregate | None, int]] = {}
 
     def get(self, cls: type[A], id: UUID) -> A | None:  # noqa: A002
-        loaded = self.loaded
-        if id not in self._before:
-            agg = loaded.get(id)
-            self._before[id] = (id in loaded, agg, len(agg._pending) if agg is not None else 0)
-        if id not in loaded:
-            loaded[id] = None if id in self.absent else self.app.load(cls, id)
-        return loaded[id]  # type: ignore[return-value]
+        agg = self.loaded.get(id, _MISSING)
+        if agg is _MISSING:
+            self._before.setdefault(id, (False, None, 0))
+            agg = None if id in self.absent else self.app.load(cls, id)
+            self.loaded[id] = agg
+        elif id not in self._before:
+            self._before[id] = (True, agg, len(agg._pending) if agg is not None else 0)
+        return agg  # type: ignore[return-value]
 
     def get_or_new(self, cls: type[A], id: UUID) -> A:  # noqa: A002
         agg = self.get(cls, id)

@@ -35,7 +35,10 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import get_topic, resolve_topic
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True):
+class Event(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A business fact. Immutable, so it can never be part of a reference cycle: ``gc=False``
+    keeps the (many) events held by cached aggregates out of the garbage collector's scans."""
+
     originator_id: UUID
     originator_version: int
     at: datetime
@@ -47,7 +50,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
         raise NotImplementedError(type(self).__name__)
 
 
-class Value(msgspec.Struct, frozen=True, kw_only=True):
+class Value(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Base of immutable value objects carried inside events."""
 
 
