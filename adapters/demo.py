@@ -1007,7 +1007,7 @@ def _finish(plan: DemoDay, app: Any, settings: Any, report: Report, console: Any
     started = time.monotonic()
     with ProjectionRunner(app, settings.duckdb_path) as runner:
         runner.catch_up()
-        runner.publish()  # serve's last run may have left the analysts' copy behind (publishing is throttled)
+        runner.publish()  # the report reads the analysts' copy: make sure it holds everything
         events = runner.connection.execute("SELECT events FROM facts.position").fetchone()[0]
     console.print(f"[green]✓[/] projections: {events:,} events in {settings.duckdb_path.name}, "
                   f"{time.monotonic() - started:.1f} s")
