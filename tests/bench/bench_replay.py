@@ -214,7 +214,7 @@ def main() -> None:
     parser.add_argument("--pending", type=int, default=10_000)
     parser.add_argument("--keep", type=Path, help="build the store here (or reuse the one there)")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)
     path = args.keep or Path(tempfile.mkdtemp(prefix="reflow-replay-bench-"))
     app = open_store(path)
     if not (app.recorder.max_notification_id() or 0):
@@ -253,9 +253,10 @@ def main() -> None:
     table.add_row("raw read + decode (1st)", f"{raw1_n:,} events", f"{raw1_s:.1f}", f"{raw1_n / raw1_s:,.0f} ev/s", "", "")
     table.add_row("raw read + decode (2nd)", f"{raw2_n:,} events", f"{raw2_s:.1f}", f"{raw2_n / raw2_s:,.0f} ev/s", "", "")
     table.add_row("pull: find candidates (Backlog)", f"{len(todo):,} orders", f"{find_s:.2f}", "", "", "")
-    table.add_row("pull pre-link (route, store)", f"{len(report.routed):,} orders", f"{pull_s:.1f}",
-                  f"{len(report.routed) / pull_s:,.0f} orders/s", f"{raw_rate:,.0f} ev/s",
-                  f"{len(report.routed) / pull_s / raw_rate:.3f}")
+    if report.routed:  # (a reused store was pulled already)
+        table.add_row("pull pre-link (route, store)", f"{len(report.routed):,} orders", f"{pull_s:.1f}",
+                      f"{len(report.routed) / pull_s:,.0f} orders/s", f"{raw_rate:,.0f} ev/s",
+                      f"{len(report.routed) / pull_s / raw_rate:.3f}")
     table.add_row("second pull (nothing to do)", f"{len(again.routed)} orders", f"{again_s:.2f}", "", "", "")
     table.add_row("verify (all checks, RT6 re-run)", f"{result.events:,} events", f"{result.seconds:.1f}",
                   f"{result.events / result.seconds:,.0f} ev/s", f"{raw_rate:,.0f} ev/s",
