@@ -390,7 +390,8 @@ def verify(
     typer.echo(f"history intact: {result.events} events ({result.chained} chained, {result.legacy} from before the "
                f"chain), {result.decisions} decisions reproduced, {result.anchors} anchors matched, "
                f"{'no gaps' if result.gaps_checked else 'ids not checked for gaps (PostgreSQL)'}; "
-               f"{result.seconds:.1f} s, {rate:,.0f} events/s")
+               + (f"{result.noncanonical} stored by an older event type; " if result.noncanonical else "")
+               + f"{result.seconds:.1f} s, {rate:,.0f} events/s")
     typer.echo(f"log head: notification {result.up_to} sha256 {result.head}"
                + ("; anchored" if result.anchored else "")
                + f" (keep it: reflow verify --expect-head {result.up_to}:{result.head})")

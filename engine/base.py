@@ -6,13 +6,14 @@ aggregate. Aggregates collect pending events and are saved by the eventsourcing 
 `datetime`, `UUID` and nested structs round-trip exactly (a generic transcoder would turn
 `Decimal` into `str`).
 
-Tamper evidence (rule A2) is a hash chain per aggregate: every event carries `prev`, the
-`chain_digest` of the event before it in the same aggregate (None for an aggregate's first event,
-and absent from events stored before the chain existed). `Aggregate.trigger` sets it from the last
-event the aggregate applied, so routers writing different aggregates never wait on each other, and
-concurrent writers of one aggregate are already serialised by its version (optimistic
-concurrency). The digest is over the event's topic and its msgspec JSON, which is byte-identical
-for an event decoded from the store and encoded again (`replay.verify` checks exactly that).
+Tamper evidence (rule A2) is a hash chain per aggregate: every event carries `prev`, the digest of
+the event before it in the same aggregate (None for an aggregate's first event, and absent from
+events stored before the chain existed). The digest is sha256 over the topic and the event's JSON
+*as stored*: for an event made in this process that is its encoding (`chain_digest`); for one
+loaded from the store the mapper notes the stored bytes (`stored_digest`), so an event written
+before a field was added (and so encoded without it) still links. `Aggregate.trigger` sets `prev`,
+so routers writing different aggregates never wait on each other, and concurrent writers of one
+aggregate are already serialised by its version (optimistic concurrency).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, ClassVar, Self, TypeVar
 from uuid import UUID
 
 import hashlib
+import threading
 
 import msgspec
 from eventsourcing.persistence import (
@@ -66,13 +68,14 @@ class Aggregate:
         self.id = id
         self.version = 0
         self._pending: list[Event] = []
-        self._last: Event | None = None
-        """The last event stored or loaded; the next event carries the digest of the last pending
-        one, or of this one when none is pending, as `prev` (rule A2)."""
+        self._head: str | Event | None = None
+        """Rule A2: the digest of the last event stored or loaded (or that event, saved by this
+        process, whose digest is its encoding's). The next event carries the digest of the last
+        pending event, or this one when none is pending, as `prev`."""
 
     def trigger(self, cls: type[Event], at: datetime, **fields: Any) -> Event:
-        last = self._pending[-1] if self._pending else self._last
-        prev = chain_digest(last) if last is not None else None
+        head = self._pending[-1] if self._pending else self._head
+        prev = chain_digest(head) if isinstance(head, Event) else head
         event = cls(originator_id=self.id, originator_version=self.version + 1, at=at, prev=prev, **fields)
         event.apply(self)
         self.version = event.originator_version
@@ -97,7 +100,7 @@ class Aggregate:
     def collect_events(self) -> list[Event]:
         pending, self._pending = self._pending, []
         if pending:
-            self._last = pending[-1]
+            self._head = pending[-1]
         return pending
 
     @property
@@ -106,12 +109,15 @@ class Aggregate:
 
     @classmethod
     def project(cls, aggregate: Self | None, events: Iterable[Event]) -> Self | None:
+        last = None
         for event in events:
             if aggregate is None:
                 aggregate = cls(event.originator_id)
             event.apply(aggregate)
             aggregate.version = event.originator_version
-            aggregate._last = event
+            last = event
+        if last is not None:
+            aggregate._head = stored_digest(last)
         return aggregate
 
 
@@ -151,6 +157,30 @@ def chain_digest(event: Event) -> str:
     return digest_bytes(_topic(type(event)), _encoder.encode(event))
 
 
+_STORED_MAX = 100_000
+_local = threading.local()
+"""Per thread, (aggregate, version) -> topic and stored JSON of events the mapper decoded lately
+(a load decodes and projects in one thread, so a note is read right after it is written)."""
+
+
+def _notes() -> dict[tuple[UUID, int], tuple[str, bytes]]:
+    notes = getattr(_local, "notes", None)
+    if notes is None or len(notes) >= _STORED_MAX:
+        notes = _local.notes = {}
+    return notes
+
+
+def _note_stored(event: Event, topic: str, state: bytes) -> None:
+    _notes()[(event.originator_id, event.originator_version)] = (topic, state)
+
+
+def stored_digest(event: Event) -> str:
+    """Rule A2: the digest of an event as it is stored (its own bytes, noted when the mapper decoded
+    it; else its encoding, the same bytes while its type has not changed since it was stored)."""
+    noted = _notes().pop((event.originator_id, event.originator_version), None)
+    return digest_bytes(*noted) if noted is not None else chain_digest(event)
+
+
 class MsgspecMapper(Mapper):
     """Stores msgspec events as JSON (optionally compressed/encrypted by the library)."""
 
@@ -174,7 +204,9 @@ class MsgspecMapper(Mapper):
                 state = self.cipher.decrypt(state)
             if self.compressor:
                 state = self.compressor.decompress(state)
-            return _decoder(stored_event.topic)[1].decode(state)
+            event = _decoder(stored_event.topic)[1].decode(state)
+            _note_stored(event, stored_event.topic, state)
+            return event
         except Exception as e:  # noqa: BLE001 - re-raised with context
             msg = (
                 f"cannot decode stored event {stored_event.topic} of "

@@ -222,3 +222,21 @@ def test_A2_a_head_kept_outside_catches_a_rewritten_chain(history, log):
     with pytest.raises(ValueError, match="--expect-head"):
         parse_head("12:abc")
     assert Anchor(1, "0" * 64).events is None
+
+
+def test_A2_an_event_stored_before_a_field_was_added_still_links(history, log):
+    """An event stored by an older version of its type (without a field added since with a default)
+    is not what encoding it again gives; the chain is over stored bytes, so it stays whole, and the
+    next event written after loading it links to its stored bytes."""
+    [alloc] = [a for a in history.allocations_of(*SHOP, "TWO") if a.supplier_id == "S2"]
+    [victim] = [n for n in log.notifications("Allocated") if n.originator_id == alloc.id]
+    assert victim.originator_version == alloc.version  # the allocation's last event
+    older = victim.state.replace(b',"trigger":"placed"', b"")
+    assert older != victim.state
+    log.set_state(victim.id, older)
+    result = verify(history, anchor=False)
+    assert result.ok and result.noncanonical == 1
+    later = fresh(history)  # loads the allocation from the store
+    assert later.upload_tracking("S2", alloc.allocation_id, "YTO", "YT7777777777", at=LATER) == "tracked"
+    result = verify(later, anchor=False)
+    assert result.ok, result.problem.line()
