@@ -37,6 +37,8 @@ class Outcome:
 
 
 APPLIED = Outcome()
+ALREADY_APPLIED = Outcome()
+"""A redelivered message whose effect was stored before: acknowledged, not applied again."""
 
 
 def handle(app: Reflow, subject: str, data: bytes, received_at: datetime) -> Outcome:

@@ -41,7 +41,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import NotFoundError
 
 from adapters.bootstrap import Settings, open_app
-from adapters.inbound import Outcome, handle, handle_decoded, new_order_ids
+from adapters.inbound import ALREADY_APPLIED, Outcome, handle_decoded, new_order_ids
 from adapters.messages import BadMessage, decode, one_line
 from adapters.outbound import Publisher
 from adapters.store import stored_ids
@@ -120,16 +120,62 @@ async def ensure_consumer(js: JetStreamContext, batch: int, ack_wait: float) -> 
 # -- one batch ----------------------------------------------------------------------------------
 
 
-def apply_batch(app: Reflow, items: list[tuple[str, bytes, datetime]]) -> tuple[list[Outcome], BaseException | None]:
+Item = tuple  # (subject, data, received_at[, stream sequence])
+DeadLetters = Callable[[list[tuple[int, Outcome]]], None]
+
+
+def apply_batch(app: Reflow, items: list[Item], dead_letters: DeadLetters | None = None,
+                ) -> tuple[list[Outcome], BaseException | None]:
     """Apply a batch of messages in order, all stored by one atomic write.
 
     A refused message is taken back on its own and becomes a dead letter; the rest are stored
-    together. If the batch cannot be stored as a whole (the store is down, or a message hits an
-    unexpected error), nothing of it is stored and it is applied again one message at a time,
-    which stops at the first failure that is not the message's fault."""
+    together, with the stream sequence of the batch's last message (``Reflow.position``). A
+    message at or below the stored sequence was applied before (its acknowledgement was lost, or
+    serve died before sending it): it is acknowledged, not applied again. ``dead_letters`` gets
+    the batch's dead letters (index, outcome) before anything is written, so a dead letter is
+    never lost to a crash between the write and its publication. If the batch cannot be stored
+    as a whole (the store is down, or a message hits an unexpected error), nothing of it is
+    stored and it is applied again one message at a time, which stops at the first failure that
+    is not the message's fault."""
+    try:
+        done = app.position(IN_STREAM) if _sequenced(items) else 0
+        fresh = [i for i, item in enumerate(items) if not _sequenced(items) or item[3] > done]
+        outcomes = [ALREADY_APPLIED] * len(items)
+        if fresh:
+            results = _run(app, [items[i] for i in fresh], fresh, dead_letters)
+            for i, outcome in zip(fresh, results):
+                outcomes[i] = outcome
+    except Exception as exc:  # noqa: BLE001 - retried one by one below, which reports it
+        log.warning("batch of %d not applied as one (%s: %s); applying one by one",
+                    len(items), type(exc).__name__, one_line(str(exc)))
+        return apply_each(app, items, dead_letters)
+    return outcomes, None
+
+
+def apply_each(app: Reflow, items: list[Item], dead_letters: DeadLetters | None = None,
+               ) -> tuple[list[Outcome], BaseException | None]:
+    """Apply messages in order, each its own write; stop at the first failure that is not the
+    message's fault."""
+    outcomes: list[Outcome] = []
+    for i, item in enumerate(items):
+        try:
+            if _sequenced(items) and item[3] <= app.position(IN_STREAM):
+                outcomes.append(ALREADY_APPLIED)
+                continue
+            outcomes.extend(_run(app, [item], [i], dead_letters))
+        except Exception as exc:  # noqa: BLE001 - reported by the caller, message handed back
+            return outcomes, exc
+    return outcomes, None
+
+
+def _sequenced(items: list[Item]) -> bool:
+    return bool(items) and len(items[0]) > 3
+
+
+def _run(app: Reflow, items: list[Item], indexes: list[int], dead_letters: DeadLetters | None) -> list[Outcome]:
     commands: list[Callable[[], Outcome]] = []
     decoded: list[object] = []
-    for subject, data, at in items:
+    for subject, data, at, *_ in items:
         try:
             message = decode(subject, data)
         except BadMessage as bad:
@@ -137,27 +183,16 @@ def apply_batch(app: Reflow, items: list[tuple[str, bytes, datetime]]) -> tuple[
             continue
         decoded.append(message)
         commands.append(partial(handle_decoded, app, subject, message, at))
-    try:
-        candidates = new_order_ids(decoded)
-        absent = candidates - stored_ids(app, candidates)
-        outcomes = app.run_batch(commands, absent=absent)
-    except Exception as exc:  # noqa: BLE001 - retried one by one below, which reports it
-        log.warning("batch of %d not applied as one (%s: %s); applying one by one",
-                    len(items), type(exc).__name__, one_line(str(exc)))
-        return apply_each(app, items)
-    return outcomes, None
+    candidates = new_order_ids(decoded)
+    absent = candidates - stored_ids(app, candidates)
+    position = (IN_STREAM, max(item[3] for item in items)) if _sequenced(items) else None
 
+    def before_store(results: list[Outcome]) -> None:
+        dead = [(i, o) for i, o in zip(indexes, results) if o.dead]
+        if dead and dead_letters is not None:
+            dead_letters(dead)
 
-def apply_each(app: Reflow, items: list[tuple[str, bytes, datetime]]) -> tuple[list[Outcome], BaseException | None]:
-    """Apply messages in order, each its own write; stop at the first failure that is not the
-    message's fault."""
-    outcomes: list[Outcome] = []
-    for subject, data, received_at in items:
-        try:
-            outcomes.append(handle(app, subject, data, received_at))
-        except Exception as exc:  # noqa: BLE001 - reported by the caller, message handed back
-            return outcomes, exc
-    return outcomes, None
+    return app.run_batch(commands, absent=absent, position=position, before_store=before_store)
 
 
 def dead_letter_id(msg: Msg) -> str:
@@ -197,7 +232,7 @@ class Server:
             self.projections = InProcessProjections(runner) if runner is not None else None
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()
-        self.applied = self.dead = 0
+        self.applied = self.dead = self.repeated = 0
 
     async def run(self, on_ready: Callable[[], None] | None = None) -> None:
         await ensure_streams(self.js)
@@ -240,31 +275,36 @@ class Server:
             await self._sleep(self.ack_wait + 0.5)
 
     async def _process(self, msgs: list[Msg]) -> bool:
-        items = [(m.subject, m.data, received_at(m)) for m in msgs]
+        items = [(m.subject, m.data, received_at(m), m.metadata.sequence.stream) for m in msgs]
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self.engine, apply_batch, self.app, items)
+
+        def dead_letters(dead: list[tuple[int, Outcome]]) -> None:
+            """In the engine thread, before the batch is written: publish its dead letters and
+            wait until the server stored every one (else nothing is written; the batch is
+            handed back and comes again)."""
+            pairs = [(msgs[i], o) for i, o in dead]
+            stored = asyncio.run_coroutine_threadsafe(self._dead_letter(pairs), loop).result(timeout=60)
+            if len(stored) != len(pairs):
+                raise ConnectionError(f"{len(pairs) - len(stored)} dead letter(s) not stored")
+
+        work = loop.run_in_executor(self.engine, apply_batch, self.app, items, dead_letters)
         keepalive = asyncio.create_task(self._keep_in_progress(msgs))
         try:
             outcomes, failure = await work
         finally:
             keepalive.cancel()
-        done = msgs[: len(outcomes)]
-        dead = [(m, o) for m, o in zip(done, outcomes) if o.dead]
-        stored = await self._dead_letter(dead)
-        for m, o in zip(done, outcomes):
-            if not o.dead or id(m) in stored:
-                await m.ack()
-            else:
-                await m.nak()
-        self.applied += sum(1 for o in outcomes if not o.dead)
-        self.dead += len(stored)
+        for m in msgs[: len(outcomes)]:
+            await m.ack()  # applied, dead-lettered, or applied before: its effect is stored
+        self.applied += sum(1 for o in outcomes if not o.dead and o is not ALREADY_APPLIED)
+        self.repeated += sum(1 for o in outcomes if o is ALREADY_APPLIED)
+        self.dead += sum(1 for o in outcomes if o.dead)
         if failure is not None:
             log.error("could not apply %s (will retry): %s: %s", msgs[len(outcomes)].subject,
                       type(failure).__name__, one_line(str(failure)))
             for m in msgs[len(outcomes):]:
                 await m.nak()
             return False
-        return len(stored) == len(dead)
+        return True
 
     async def _dead_letter(self, dead: list[tuple[Msg, Outcome]]) -> set[int]:
         """Publish the dead letters together; the ids of those the server stored."""
@@ -351,7 +391,7 @@ class Projections:
         if self.pool is None:
             self.pool = ProcessPoolExecutor(
                 1, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_child_open, initargs=(self.settings,))
+                initializer=_child_open, initargs=(self.settings, os.getpid()))
         return self.pool
 
     async def run_once(self) -> None:
@@ -387,11 +427,11 @@ class InProcessProjections:
 _child: Any = None
 
 
-def _child_open(settings: Settings) -> None:
+def _child_open(settings: Settings, parent: int) -> None:
     """In the projection process: open the app and the runner once."""
     global _child  # noqa: PLW0603 - one runner per child process
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; serve stops us
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     app = open_app(settings)
     _child = _projection_runner(app, settings.duckdb_path)
 

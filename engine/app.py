@@ -22,7 +22,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.cryptography import AESCipher
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Tracking
 from eventsourcing.utils import Environment, get_topic
 
 from engine import ids
@@ -269,15 +269,27 @@ class Reflow(Application):
             return result
         raise Conflict("the same aggregates kept changing concurrently; try again")
 
-    def _store(self, work: Work) -> None:
-        """Write every pending event of the unit in one atomic insert (or nothing)."""
+    def _store(self, work: Work, position: tuple[str, int] | None = None) -> None:
+        """Write every pending event of the unit in one atomic insert (or nothing), with the
+        position reached in the unit's source when one is given."""
         events = [e for agg in work.loaded.values() if agg is not None for e in agg.collect_events()]
-        if events:
-            self.events.put(events)
+        if events or position is not None:
+            tracking = Tracking(application_name=position[0], notification_id=position[1]) if position else None
+            self.events.put(events, tracking=tracking)
+
+    def construct_recorder(self) -> ApplicationRecorder:
+        """A process recorder: events and a source's position (``run_batch(position=...)``) are
+        written in one transaction, so a message applied once is known as applied."""
+        return self.factory.process_recorder()
+
+    def position(self, source: str) -> int:
+        """The last position of ``source`` stored with a batch (0 when none)."""
+        return self.recorder.max_tracking_id(source) or 0  # type: ignore[attr-defined]
 
     def run_batch(self, commands: Sequence[Callable[[], Any]],
                   refused: tuple[type[BaseException], ...] = (DomainError,),
-                  absent: Iterable[UUID] = ()) -> list[Any]:
+                  absent: Iterable[UUID] = (), position: tuple[str, int] | None = None,
+                  before_store: Callable[[list[Any]], None] | None = None) -> list[Any]:
         """Run many commands in one unit of work and save all their events in one atomic write.
 
         Each command is a callable that calls this application's commands. A command that raises
@@ -288,7 +300,10 @@ class Reflow(Application):
 
         ``absent`` names aggregates the caller knows are not stored yet (new orders), so they are
         not looked up one by one; if another writer stores one meanwhile, the write collides and
-        the batch runs again with nothing assumed."""
+        the batch runs again with nothing assumed. ``position`` (source, position) is stored in
+        the same transaction as the events: a source position at or below the last stored one
+        is refused by the store, so a batch cannot be applied twice. ``before_store`` sees the
+        results before anything is written (and may stop the write by raising)."""
         absent = set(absent)
         for attempt in range(self.RETRIES):
             if attempt:
@@ -305,9 +320,13 @@ class Reflow(Application):
                         results.append(exc)
             finally:
                 self._local.work = None
+            if before_store is not None:
+                before_store(results)
             try:
-                self._store(work)
+                self._store(work, position)
             except IntegrityError:
+                if position is not None and self.position(position[0]) >= position[1]:
+                    raise Conflict(f"{position[0]} position {position[1]} was stored already") from None
                 continue
             return results
         raise Conflict("the same aggregates kept changing concurrently; try again")
@@ -834,6 +853,8 @@ class Reflow(Application):
                 raise TrackingRefused(
                     f"tracking_no: allocation {allocation_id} already has tracking {alloc.tracking_no}", "T1")
             if alloc.stopped:
+                if (carrier, tracking_no) in alloc.loss_risk_parcels:
+                    return "duplicate"  # the same parcel reported again: one risk, not two (I7)
                 alloc.trigger(LossRiskRecorded, at, carrier=carrier, tracking_no=tracking_no,
                               reason=f"tracking after {alloc.status}: {alloc.intercept_reason}")
                 return "loss_risk"

@@ -46,5 +46,7 @@ class TrackingRefused(DomainError):
     pass
 
 
-class Conflict(DomainError):
-    """Concurrent writers kept colliding; the command was not applied."""
+class Conflict(RuntimeError):
+    """Concurrent writers kept colliding; the command was not applied. Not a refusal (not a
+    ``DomainError``): the same command may well succeed when tried again, so a message that
+    meets it is handed back to the broker, not dead-lettered."""

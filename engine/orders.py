@@ -295,6 +295,7 @@ class Allocation(Aggregate):
         self.intercept_reason: str | None = None
         self.answer: str | None = None
         self.loss_risks = 0
+        self.loss_risk_parcels: set[tuple[str, str]] = set()  # (carrier, tracking_no) seen after a stop
 
     @property
     def line_ids(self) -> tuple[str, ...]:
@@ -376,6 +377,7 @@ class LossRiskRecorded(Event, frozen=True):
 
     def apply(self, a: Allocation) -> None:
         a.loss_risks += 1
+        a.loss_risk_parcels.add((self.carrier, self.tracking_no))
 
 
 class AllocationShipped(Event, frozen=True):

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+import pytest
+
+from adapters.inbound import ALREADY_APPLIED, APPLIED, handle
 from adapters.serve import apply_batch, apply_each
 from adapters.store import stored_ids
 from engine import ids
@@ -61,3 +64,59 @@ def test_batch_with_repeats_and_bad_messages_equals_one_by_one(app, tmp_path):
     assert app.order("douyin", "dy-880123", "B-9").status == "cancelled"
     assert len(app.allocations_of("douyin", "dy-880123", "B-1")) == 1
     assert stored(app) > before
+
+
+def _seq(items, start: int):
+    return [(s, d, at, start + i) for i, (s, d, at) in enumerate(items)]
+
+
+def test_i3_a_redelivered_batch_is_acknowledged_not_applied_again(app):
+    """The REFLOW_IN sequence is stored with the batch: an old review delivered again after
+    newer messages (a lost ack, a crash before the ack) changes nothing."""
+    _world(app)
+    key = {"platform": "douyin", "shop_id": "dy-880123", "order_id": "RV-1"}
+    review = _msg("order.review", {**key, "under_review": True, "reason": "risk"})
+    clear = _msg("order.review", {**key, "under_review": False})
+    first, failure = apply_batch(app, _seq([_msg("order.placed", order_body("RV-1")), review, clear], 10))
+    assert failure is None and not any(o.dead for o in first)
+    assert app.position("REFLOW_IN") == 12
+    allocations = len(app.allocations_of(*key.values()))
+    again, failure = apply_batch(app, _seq([review], 11))  # seq 11 comes back after 12
+    assert failure is None and again == [ALREADY_APPLIED] and again[0] is ALREADY_APPLIED
+    assert app.order(*key.values()).status == "allocated"
+    assert len(app.allocations_of(*key.values())) == allocations
+    later, _ = apply_batch(app, _seq([review, clear], 11) + _seq([_msg("order.placed", order_body("RV-2"))], 13))
+    assert [o is ALREADY_APPLIED for o in later] == [True, True, False]
+    assert app.order("douyin", "dy-880123", "RV-2").status == "allocated"
+    assert app.position("REFLOW_IN") == 13
+
+
+def test_a_batch_whose_position_was_stored_meanwhile_is_not_written_twice(app):
+    """Two writers with the same batch (a second serve by mistake): the store refuses the second
+    (its position is not past the stored one), so nothing is applied twice."""
+    from engine.errors import Conflict
+
+    _world(app)
+    items = _seq([_msg("order.placed", order_body("DUP-1"))], 5)
+    apply_batch(app, items)
+    with pytest.raises(Conflict):
+        app.run_batch([lambda: handle(app, *_msg("order.placed", order_body("DUP-2")))],
+                      position=("REFLOW_IN", 5))
+    assert app.order("douyin", "dy-880123", "DUP-2") is None
+
+
+def test_dead_letters_are_handed_over_before_the_batch_is_written(app):
+    """A crash between the write and the dead letters' publication must not lose them: serve
+    gets them first, and a failure to store them stops the write."""
+    _world(app)
+    calls = []
+
+    def fail(dead):
+        calls.append(dead)
+        raise ConnectionError("NATS away")
+
+    items = _seq([_msg("order.placed", order_body("G-1")), _msg("order.placed", b"{bad")], 20)
+    outcomes, failure = apply_batch(app, items, fail)
+    assert isinstance(failure, ConnectionError) and outcomes[:1] == [APPLIED]
+    assert app.position("REFLOW_IN") == 20  # the good message alone was written, one by one
+    assert [i for i, _ in calls[0]] == [1]

@@ -67,7 +67,7 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-async def wait_gone(pids: list[int], timeout: float = 15) -> None:
+async def wait_gone(pids: list[int], timeout: float = 45) -> None:
     deadline = time.monotonic() + timeout
     while any(alive(p) for p in pids):
         assert time.monotonic() < deadline, f"processes {[p for p in pids if alive(p)]} outlived serve"

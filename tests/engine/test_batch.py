@@ -28,7 +28,7 @@ def test_batch_stores_every_command_in_one_write(world):
     before = stored(world)
     writes = []
     original = world.events.put
-    world.events.put = lambda events: writes.append(len(events)) or original(events)  # type: ignore[method-assign]
+    world.events.put = lambda events, **kw: writes.append(len(events)) or original(events, **kw)  # type: ignore[method-assign]
     statuses = world.run_batch([partial(place, world, f"X{n}", line("L1", "P1")) for n in range(4)])
     assert statuses == ["allocated"] * 4
     assert len(writes) == 1 and writes[0] >= 4 * 4  # placed, routed, allocated, reserved
