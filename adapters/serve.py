@@ -125,7 +125,7 @@ DeadLetters = Callable[[list[tuple[int, Outcome]]], None]
 
 
 def apply_batch(app: Reflow, items: list[Item], dead_letters: DeadLetters | None = None,
-                ) -> tuple[list[Outcome], BaseException | None]:
+                source: str = IN_STREAM) -> tuple[list[Outcome], BaseException | None]:
     """Apply a batch of messages in order, all stored by one atomic write.
 
     A refused message is taken back on its own and becomes a dead letter; the rest are stored
@@ -138,31 +138,31 @@ def apply_batch(app: Reflow, items: list[Item], dead_letters: DeadLetters | None
     stored and it is applied again one message at a time, which stops at the first failure that
     is not the message's fault."""
     try:
-        done = app.position(IN_STREAM) if _sequenced(items) else 0
+        done = app.position(source) if _sequenced(items) else 0
         fresh = [i for i, item in enumerate(items) if not _sequenced(items) or item[3] > done]
         outcomes = [ALREADY_APPLIED] * len(items)
         if fresh:
-            results = _run(app, [items[i] for i in fresh], fresh, dead_letters)
+            results = _run(app, [items[i] for i in fresh], fresh, dead_letters, source)
             for i, outcome in zip(fresh, results):
                 outcomes[i] = outcome
     except Exception as exc:  # noqa: BLE001 - retried one by one below, which reports it
         log.warning("batch of %d not applied as one (%s: %s); applying one by one",
                     len(items), type(exc).__name__, one_line(str(exc)))
-        return apply_each(app, items, dead_letters)
+        return apply_each(app, items, dead_letters, source)
     return outcomes, None
 
 
 def apply_each(app: Reflow, items: list[Item], dead_letters: DeadLetters | None = None,
-               ) -> tuple[list[Outcome], BaseException | None]:
+               source: str = IN_STREAM) -> tuple[list[Outcome], BaseException | None]:
     """Apply messages in order, each its own write; stop at the first failure that is not the
     message's fault."""
     outcomes: list[Outcome] = []
     for i, item in enumerate(items):
         try:
-            if _sequenced(items) and item[3] <= app.position(IN_STREAM):
+            if _sequenced(items) and item[3] <= app.position(source):
                 outcomes.append(ALREADY_APPLIED)
                 continue
-            outcomes.extend(_run(app, [item], [i], dead_letters))
+            outcomes.extend(_run(app, [item], [i], dead_letters, source))
         except Exception as exc:  # noqa: BLE001 - reported by the caller, message handed back
             return outcomes, exc
     return outcomes, None
@@ -172,7 +172,8 @@ def _sequenced(items: list[Item]) -> bool:
     return bool(items) and len(items[0]) > 3
 
 
-def _run(app: Reflow, items: list[Item], indexes: list[int], dead_letters: DeadLetters | None) -> list[Outcome]:
+def _run(app: Reflow, items: list[Item], indexes: list[int], dead_letters: DeadLetters | None,
+         source: str) -> list[Outcome]:
     commands: list[Callable[[], Outcome]] = []
     decoded: list[object] = []
     for subject, data, at, *_ in items:
@@ -185,7 +186,7 @@ def _run(app: Reflow, items: list[Item], indexes: list[int], dead_letters: DeadL
         commands.append(partial(handle_decoded, app, subject, message, at))
     candidates = new_order_ids(decoded)
     absent = candidates - stored_ids(app, candidates)
-    position = (IN_STREAM, max(item[3] for item in items)) if _sequenced(items) else None
+    position = (source, max(item[3] for item in items)) if _sequenced(items) else None
 
     def before_store(results: list[Outcome]) -> None:
         dead = [(i, o) for i, o in zip(indexes, results) if o.dead]
@@ -193,6 +194,18 @@ def _run(app: Reflow, items: list[Item], indexes: list[int], dead_letters: DeadL
             dead_letters(dead)
 
     return app.run_batch(commands, absent=absent, position=position, before_store=before_store)
+
+
+async def source_name(js: JetStreamContext) -> str:
+    """The name the position in REFLOW_IN is stored under: the stream and when it was created.
+
+    Several serves may share one store, each with its own REFLOW_IN (its own NATS server or
+    account), and a stream deleted and made again starts its sequence from 1: each such stream
+    keeps a position of its own."""
+    created = (await js.stream_info(IN_STREAM)).created
+    if not created:
+        return IN_STREAM
+    return f"{IN_STREAM}@{created.isoformat() if hasattr(created, 'isoformat') else created}"
 
 
 def dead_letter_id(msg: Msg) -> str:
@@ -233,11 +246,13 @@ class Server:
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()
         self.applied = self.dead = self.repeated = 0
+        self.source = IN_STREAM
 
     async def run(self, on_ready: Callable[[], None] | None = None) -> None:
         await ensure_streams(self.js)
         await ensure_consumer(self.js, self.batch, self.ack_wait)
         sub = await self.js.pull_subscribe_bind(durable=CONSUMER, stream=IN_STREAM)
+        self.source = await source_name(self.js)
         await self._after_crash()
         background = [asyncio.create_task(self._outbound_loop()),
                       asyncio.create_task(self._projection_loop())]
@@ -287,7 +302,7 @@ class Server:
             if len(stored) != len(pairs):
                 raise ConnectionError(f"{len(pairs) - len(stored)} dead letter(s) not stored")
 
-        work = loop.run_in_executor(self.engine, apply_batch, self.app, items, dead_letters)
+        work = loop.run_in_executor(self.engine, apply_batch, self.app, items, dead_letters, self.source)
         keepalive = asyncio.create_task(self._keep_in_progress(msgs))
         try:
             outcomes, failure = await work

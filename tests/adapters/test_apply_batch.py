@@ -120,3 +120,14 @@ def test_dead_letters_are_handed_over_before_the_batch_is_written(app):
     assert isinstance(failure, ConnectionError) and outcomes[:1] == [APPLIED]
     assert app.position("REFLOW_IN") == 20  # the good message alone was written, one by one
     assert [i for i, _ in calls[0]] == [1]
+
+
+def test_two_streams_on_one_store_keep_positions_of_their_own(app):
+    """Two serves share a PostgreSQL store, each with its own REFLOW_IN: stream B's sequence 5
+    after stream A's 100 is new, not 'applied before'."""
+    _world(app)
+    a, _ = apply_batch(app, _seq([_msg("order.placed", order_body("SA-1"))], 100), source="REFLOW_IN@a")
+    b, _ = apply_batch(app, _seq([_msg("order.placed", order_body("SB-1"))], 5), source="REFLOW_IN@b")
+    assert a[0] is not ALREADY_APPLIED and b[0] is not ALREADY_APPLIED
+    assert app.order("douyin", "dy-880123", "SB-1").status == "allocated"
+    assert (app.position("REFLOW_IN@a"), app.position("REFLOW_IN@b")) == (100, 5)

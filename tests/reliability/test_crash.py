@@ -18,12 +18,10 @@ from tests.reliability.workload import Workload
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.timeout(3 * 3600)]
 
-# Left out until two defects in engine/app.py and adapters/serve.py are fixed (test_defects.py),
-# because a kill -9 makes JetStream redeliver the unacknowledged batch: orders put under review and
-# cleared (D1: a redelivered `order.review` is applied again) and tracking for an intercepted
-# allocation (D3: each copy records another loss risk). Put them back then: fates=all, losses=True.
-FATES = ("plain", "post", "refund", "cancel", "address")
-LOSSES = False
+# Every fate, reviews and loss-risk tracking included (D1 and D3 are fixed: a redelivered batch
+# is recognised by its stored REFLOW_IN sequence, a repeated loss-risk parcel counts once).
+FATES = ("plain", "post", "refund", "cancel", "address", "review")
+LOSSES = True
 
 
 def test_kill_9_at_random_moments_loses_duplicates_and_leaks_nothing(tmp_path, sqlite_store, scale, figures):

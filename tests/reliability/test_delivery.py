@@ -78,9 +78,7 @@ def business_state(app: Any, wl: Workload) -> dict[str, Any]:
 
 
 def test_every_message_delivered_twice_changes_nothing(tmp_path, sqlite_store, scale, figures):
-    # Tracking for intercepted allocations left out until D3 is fixed (test_defects.py): each
-    # copy records another loss risk (I7). Put it back then: losses=True.
-    wl = Workload(scale.delivery_orders, seed=21, losses=False)
+    wl = Workload(scale.delivery_orders, seed=21, losses=True)
     schedule = twice(wl, random.Random(22))
     v = Verdict(orders=len(wl.orders), inbound=len(schedule))
 

@@ -17,9 +17,8 @@ from tests.reliability.pgcluster import PrivateCluster
 from tests.reliability.workload import Workload
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.timeout(3600)]
-# D1 and D3 (test_defects.py): a redelivered review or loss-risk tracking is applied again, and
-# a restart makes JetStream redeliver. Put them back once fixed.
-FATES = ("plain", "post", "refund", "cancel", "address")
+# Every fate, reviews and loss-risk tracking included (D1, D3 fixed; see test_defects.py).
+FATES = ("plain", "post", "refund", "cancel", "address", "review")
 
 
 async def until_acked(b: Broker, serve: Serve, target: int, timeout: float) -> None:
@@ -48,7 +47,7 @@ async def finish(b: Broker, serve: Serve, wl: Workload, v: Verdict, tmp_path, st
 
 
 def test_nats_stopped_and_killed_mid_run_loses_and_duplicates_nothing(tmp_path, sqlite_store, scale, figures):
-    wl = Workload(scale.restart_orders, seed=41, fates=FATES, losses=False)
+    wl = Workload(scale.restart_orders, seed=41, fates=FATES, losses=True)
     server = nats_server(tmp_path).start()
     serve = Serve(server.url, sqlite_store, tmp_path / "data")
     v = Verdict(orders=len(wl.orders), inbound=len(wl.messages))
@@ -79,7 +78,7 @@ def test_nats_stopped_and_killed_mid_run_loses_and_duplicates_nothing(tmp_path, 
 
 @pytest.mark.postgres
 def test_postgresql_crashed_and_restarted_mid_run_loses_and_duplicates_nothing(tmp_path, scale, figures):
-    wl = Workload(scale.restart_orders, seed=51, fates=FATES, losses=False)
+    wl = Workload(scale.restart_orders, seed=51, fates=FATES, losses=True)
     cluster = PrivateCluster().start()
     server = nats_server(tmp_path).start()
     store = cluster.create_database("reflow")
