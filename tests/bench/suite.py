@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -510,12 +511,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)}")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test",
                         help="PostgreSQL server (a database is created and dropped); '' to skip")
+    parser.add_argument("--rss-history", default=None, metavar="N,M",
+                        help="orders stored before the two RSS measurements (full: 100000,1000000)")
+    parser.add_argument("-n", "--orders", type=int, default=None, help="orders for the end-to-end stage")
     args = parser.parse_args(argv)
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     unknown = set(stages) - set(STAGES)
     if unknown:
         parser.error(f"--stages: unknown {', '.join(sorted(unknown))}")
     sizes = QUICK if args.quick else FULL
+    if args.rss_history:
+        sizes = dataclasses.replace(sizes, rss_history=tuple(int(x) for x in args.rss_history.split(",")))
+    if args.orders:
+        sizes = dataclasses.replace(sizes, e2e_orders=args.orders, e2e_orders_pg=args.orders // 2)
     console = Console(stderr=True)
     started = time.perf_counter()
     rows = asyncio.run(run(sizes, stages, args.pg or None, console))
