@@ -5,8 +5,8 @@ large stored history, and a full `verify`, each beside the raw rate of reading t
     python -m tests.bench.bench_replay --orders 100000       # smaller
     python -m tests.bench.bench_replay --keep /tmp/replay-bench  # keep (or reuse) the store there
 
-How the history is built quickly. Routing a million orders through the engine would take about an
-hour here, so the orders are written without routing, in big batches straight into the
+How the history is built quickly. Routing a million orders through the engine would take 20 to 60
+minutes on this 2-core machine, so the orders are written without routing, in big batches straight into the
 application's recorder (`app.recorder.insert_events`, 20,000 events per write) through its own
 mapper (`app.mapper.to_stored_event`). The events are the real ones and carry a real hash chain:
 each is made by `Aggregate.trigger` on in-memory aggregates (so every `prev` is right). Suppliers,
