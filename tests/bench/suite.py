@@ -150,15 +150,26 @@ class Pipeline:
         else:
             cmd = [sys.executable, "-m", "tests.bench.bare", "--store", store, "--nats", url,
                    "--data-dir", str(data_dir), "--batch", str(batch)]
+        self.cmd = cmd
         self.log = open(data_dir / f"{kind}.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc: subprocess.Popen | None = None
         self.arrived: dict[str, float] = {}
         self.nc = self.js = None
 
-    async def start(self) -> None:
+    async def start(self, published_up_to: int = 0) -> None:
+        """Start the process; ``published_up_to``: the store's history counts as published (as
+        it would be had serve run all along), so serve does not first publish it all."""
         self.nc = await nats.connect(self.url, pending_size=256 * 1024 * 1024)
         self.js = self.nc.jetstream()
+        if published_up_to:
+            from adapters.outbound import MSG_ID_PREFIX
+            from adapters.serve import ensure_streams
+
+            await ensure_streams(self.js)
+            await self.js.publish("reflow.out.bench.history", b"{}",
+                                  headers={"Nats-Msg-Id": f"{MSG_ID_PREFIX}{published_up_to}"})
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         for _ in range(300):
             assert self.proc.poll() is None, f"{self.kind} exited early; see {self.data_dir}"
             with contextlib.suppress(Exception):
@@ -211,7 +222,7 @@ class Pipeline:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.nc.close()
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(60)
@@ -386,11 +397,12 @@ async def rss(data_dir: Path, history: int, orders: int, progress) -> float:
     app = open_app(Settings(store=store, data_dir=data_dir))
     try:
         fill(app, history, progress=progress)
+        stored = app.recorder.max_notification_id() or 0
     finally:
         app.close()
     p = Pipeline("serve", store, data_dir)
     try:
-        await p.start()
+        await p.start(published_up_to=stored)
         items = [("reflow.in.order.placed", order_msg(f"R-{i}")) for i in range(orders)]
         await p.publish_all(items, "rss")
         await p.wait_out({p.key(f"R-{i}") for i in range(orders)}, timeout=max(120, orders / 50))
