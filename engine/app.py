@@ -182,9 +182,6 @@ class Work:
             self.loaded[id] = agg
         return agg
 
-    def changed(self) -> list[Aggregate]:
-        return [a for a in self.loaded.values() if a is not None and a.pending]
-
     def begin(self) -> None:
         """A new command starts: forget what the previous one touched."""
         self._before = {}

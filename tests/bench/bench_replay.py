@@ -40,7 +40,6 @@ from rich.console import Console
 from rich.table import Table
 
 from engine import ids
-from engine.base import decode_event
 from engine.catalog import Offer, StockReserved
 from engine.orders import (
     AllocLine, AllocRef, Allocated, Allocation, Backlog, LinesParked, Order, OrderPlaced, OrderRouted, Parked,
@@ -49,6 +48,7 @@ from engine.policy import CandidateFacts, ComponentFacts, LineFacts, RoutingInpu
 from engine.privacy import mask, recipient_token, seal
 from engine.servicelevel import ship_by
 from engine.values import Buyer, LineIn, SkuQty
+from tests.bench.bench_projection import raw_rate
 
 SHOP = ("douyin", "bench-shop")
 PRE = "P-PRE"
@@ -191,19 +191,6 @@ def build(app, orders: int, pending: int, console: Console) -> None:
     console.log(f"built {orders:,} orders + {made_pending:,} pending in {time.perf_counter() - started:.0f} s")
 
 
-def raw_read(app, batch: int = 5000) -> tuple[int, float]:
-    started, pos, count = time.perf_counter(), 0, 0
-    while True:
-        notes = app.recorder.select_notifications(start=pos + 1, limit=batch)
-        if not notes:
-            break
-        for n in notes:
-            decode_event(n.topic, n.state)
-        count += len(notes)
-        pos = notes[-1].id
-    return count, time.perf_counter() - started
-
-
 def main() -> None:
     from replay.prelink import candidates, pull
     from replay.verify import verify
@@ -225,7 +212,7 @@ def main() -> None:
     size = os.path.getsize(path / "events.db") / 1e9
     console.log(f"store: {events:,} events, {size:.1f} GB")
 
-    raw1_n, raw1_s = raw_read(app)
+    raw1_n, raw1_s = raw_rate(app)
     console.log(f"raw read: {raw1_n:,} in {raw1_s:.1f} s")
     t = time.perf_counter()
     todo, _ = candidates(app, *SHOP, PRE, 30, PULL_AT)
@@ -242,9 +229,9 @@ def main() -> None:
     result = verify(app, anchor=False)
     assert result.ok, result.problem.line()
     console.log(f"verify: {result.events:,} events in {result.seconds:.1f} s, {result.decisions:,} decisions")
-    raw2_n, raw2_s = raw_read(app)
+    raw2_n, raw2_s = raw_rate(app)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    raw_rate = max(raw1_n / raw1_s, raw2_n / raw2_s)
+    raw = max(raw1_n / raw1_s, raw2_n / raw2_s)
     orders_in_store = result.decisions
     table = Table(title=f"replay over {args.orders:,} orders ({result.events:,} events, {size:.1f} GB SQLite), "
                         f"peak RSS {peak:.1f} GB")
@@ -255,12 +242,12 @@ def main() -> None:
     table.add_row("pull: find candidates (Backlog)", f"{len(todo):,} orders", f"{find_s:.2f}", "", "", "")
     if report.routed:  # (a reused store was pulled already)
         table.add_row("pull pre-link (route, store)", f"{len(report.routed):,} orders", f"{pull_s:.1f}",
-                      f"{len(report.routed) / pull_s:,.0f} orders/s", f"{raw_rate:,.0f} ev/s",
-                      f"{len(report.routed) / pull_s / raw_rate:.3f}")
+                      f"{len(report.routed) / pull_s:,.0f} orders/s", f"{raw:,.0f} ev/s",
+                      f"{len(report.routed) / pull_s / raw:.3f}")
     table.add_row("second pull (nothing to do)", f"{len(again.routed)} orders", f"{again_s:.2f}", "", "", "")
     table.add_row("verify (all checks, RT6 re-run)", f"{result.events:,} events", f"{result.seconds:.1f}",
-                  f"{result.events / result.seconds:,.0f} ev/s", f"{raw_rate:,.0f} ev/s",
-                  f"{result.events / result.seconds / raw_rate:.2f}")
+                  f"{result.events / result.seconds:,.0f} ev/s", f"{raw:,.0f} ev/s",
+                  f"{result.events / result.seconds / raw:.2f}")
     table.add_row("verify, per order", f"{orders_in_store:,} decisions", f"{result.seconds:.1f}",
                   f"{orders_in_store / result.seconds:,.0f} orders/s", "", "")
     console.print(table)

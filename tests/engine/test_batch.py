@@ -3,7 +3,6 @@ a refused command taken back on its own, and the batch re-run on a concurrent wr
 
 from __future__ import annotations
 
-import threading
 from functools import partial
 
 import pytest
@@ -12,7 +11,7 @@ from engine.app import Reflow
 from engine import ids
 from engine.catalog import Offer, StockReserved
 from engine.errors import DomainError, InvalidCommand
-from tests.engine.test_routing import _same_env
+from tests.engine.test_routing import race
 from tests.world import T0, alt, comp, line, link, offer, order, place, sku, stored, supplier
 
 
@@ -116,25 +115,12 @@ def test_rt7_two_routers_batching_orders_never_oversell(app, store_url):
     supplier(app, "S2")
     offer(app, "S2", "O2", {"a": 5})
     link(app, "P1", sku("K1", alt(comp("S2", "O2", "a"))))
-    second = Reflow(_same_env(app))
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
 
-    def router(r: Reflow, prefix: str) -> None:
-        try:
-            barrier.wait()
-            for b in range(3):
-                r.run_batch([partial(place, r, f"{prefix}{b}-{n}", line("L1", "P1")) for n in range(4)])
-        except Exception as e:  # noqa: BLE001
-            errors.append(e)
+    def route(r: Reflow, prefix: str) -> None:
+        for b in range(3):
+            r.run_batch([partial(place, r, f"{prefix}{b}-{n}", line("L1", "P1")) for n in range(4)])
 
-    threads = [threading.Thread(target=router, args=(r, p)) for r, p in ((app, "A"), (second, "B"))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    second.close()
-    assert errors == []
+    assert race(app, route) == []
     every = [f"{p}{b}-{n}" for p in "AB" for b in range(3) for n in range(4)]
     statuses = [order(app, o).status for o in every]
     assert statuses.count("allocated") == 5 and statuses.count("unrouted") == 19

@@ -201,15 +201,29 @@ def test_rt7_two_routers_racing_for_the_last_unit_never_both_get_it(app, store_u
     supplier(app, "S2")
     offer(app, "S2", "O2", {"a": 5})
     link(app, "P1", sku("K1", alt(comp("S2", "O2", "a"))))
+
+    def route(r: Reflow, prefix: str) -> None:
+        for n in range(10):
+            place(r, f"{prefix}{n}", line("L1", "P1"))
+
+    assert race(app, route) == []
+    allocated = [f"{p}{n}" for p in "AB" for n in range(10) if order(app, f"{p}{n}").status == "allocated"]
+    assert len(allocated) == 5
+    offer_state = app.offer("S2", "O2")
+    assert (offer_state.reserved["a"], offer_state.available("a")) == (5, 0)
+
+
+def race(app: Reflow, route) -> list[BaseException]:
+    """Run ``route(router, prefix)`` on ``app`` (prefix A) and on a second application on the
+    same store (prefix B) at once; the errors they raised."""
     second = Reflow(_same_env(app))
     barrier = threading.Barrier(2)
-    errors = []
+    errors: list[BaseException] = []
 
     def router(r: Reflow, prefix: str) -> None:
         try:
             barrier.wait()
-            for n in range(10):
-                place(r, f"{prefix}{n}", line("L1", "P1"))
+            route(r, prefix)
         except Exception as e:  # noqa: BLE001
             errors.append(e)
 
@@ -219,11 +233,7 @@ def test_rt7_two_routers_racing_for_the_last_unit_never_both_get_it(app, store_u
     for t in threads:
         t.join()
     second.close()
-    assert errors == []
-    allocated = [f"{p}{n}" for p in "AB" for n in range(10) if order(app, f"{p}{n}").status == "allocated"]
-    assert len(allocated) == 5
-    offer_state = app.offer("S2", "O2")
-    assert (offer_state.reserved["a"], offer_state.available("a")) == (5, 0)
+    return errors
 
 
 def _same_env(app: Reflow) -> dict[str, str]:
