@@ -231,18 +231,13 @@ class Server:
     """The serve loop over one app and one NATS connection."""
 
     def __init__(self, app: Reflow, nc: NATS, *, batch: int = 256, ack_wait: float = 10.0,
-                 duckdb_path: Any = None, settings: Settings | None = None) -> None:
+                 settings: Settings | None = None) -> None:
         self.app, self.nc, self.js = app, nc, nc.jetstream()
         self.batch, self.ack_wait = batch, ack_wait
         self.engine = ThreadPoolExecutor(1, thread_name_prefix="reflow-engine")
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="reflow-outbound")
         self.publisher = Publisher.in_executor(app, self.js, self.reader)
-        self.projections: Projections | None = None
-        if settings is not None and duckdb_path is not None:
-            self.projections = Projections(settings)
-        elif duckdb_path is not None:
-            runner = _projection_runner(app, duckdb_path)
-            self.projections = InProcessProjections(runner) if runner is not None else None
+        self.projections = Projections(settings) if settings is not None else None
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()
         self.applied = self.dead = self.repeated = 0
@@ -424,21 +419,6 @@ class Projections:
             self.pool = None
 
 
-class InProcessProjections:
-    """The runner in a thread of serve's own process (used when serve is given no settings)."""
-
-    def __init__(self, runner: Any) -> None:
-        self.runner = runner
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="reflow-projections")
-
-    async def run_once(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self.pool, self.runner.run_once)
-
-    def shutdown(self) -> None:
-        self.pool.shutdown(wait=True)
-        self.runner.close()
-
-
 _child: Any = None
 
 
@@ -447,8 +427,9 @@ def _child_open(settings: Settings, parent: int) -> None:
     global _child  # noqa: PLW0603 - one runner per child process
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; serve stops us
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    app = open_app(settings)
-    _child = _projection_runner(app, settings.duckdb_path)
+    from projections.runner import ProjectionRunner
+
+    _child = ProjectionRunner(open_app(settings), settings.duckdb_path)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -472,17 +453,6 @@ def _child_close() -> None:
         runner.app.close()
 
 
-def _projection_runner(app: Reflow, duckdb_path: Any) -> Any:
-    """``projections.runner.ProjectionRunner`` where it exists (built separately), else None."""
-    if duckdb_path is None:
-        return None
-    try:
-        from projections.runner import ProjectionRunner
-    except ImportError:
-        return None
-    return ProjectionRunner(app, duckdb_path)
-
-
 async def serve(settings: Settings, *, batch: int = 256, ack_wait: float = 10.0,
                 stop: asyncio.Event | None = None, on_ready: Callable[[Server], None] | None = None,
                 handle_signals: bool = True) -> Server:
@@ -491,8 +461,7 @@ async def serve(settings: Settings, *, batch: int = 256, ack_wait: float = 10.0,
     try:
         nc = await connect(settings.nats_url)
         try:
-            server = Server(app, nc, batch=batch, ack_wait=ack_wait, duckdb_path=settings.duckdb_path,
-                            settings=settings)
+            server = Server(app, nc, batch=batch, ack_wait=ack_wait, settings=settings)
             loop = asyncio.get_running_loop()
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
