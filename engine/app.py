@@ -818,9 +818,10 @@ class Reflow(Application):
                 for oid, items in _per_offer(alloc.lines).items():
                     self._offer(w, supplier_id, oid).trigger(
                         StockShippedLate, at, allocation_id=allocation_id, items=items)
-                # the parcel is out: any replacement for the same lines must not ship a second one
+                # the parcel is out: any replacement for the same parts must not ship a second one
+                # (a bundle's other parts, with other suppliers, still ship: L4)
                 for other in self._live(w, order):
-                    if other.status == "active" and set(other.line_ids) & set(alloc.line_ids):
+                    if other.status == "active" and _superseded(order, alloc, other):
                         self._stop(w, order, other, "intercepted",
                                    f"superseded: {allocation_id} shipped despite intercept", at)
                 order.trigger(ShippedDespiteIntercept, at, ref=AllocRef(
@@ -1028,6 +1029,19 @@ class Reflow(Application):
         return (), None, ""
 
     def _facts(self, w: Work, order: Order, line: LineIn, at: datetime, settings: MerchantSettings) -> LineFacts:
+        rest = order.missing(line.line_id)
+        if rest is not None and rest.components:
+            # Rules L4, I1, I4: part of the line is still with a live allocation (tracked, say);
+            # only what was stopped is routed again, with the same alternative's parts.
+            alt = Alternative(components=tuple(
+                Component(supplier_id=c.supplier_id, offer_id=c.offer_id, supplier_sku_id=c.supplier_sku_id,
+                          qty=c.qty) for c in rest.components), priority=rest.priority, provinces=rest.provinces)
+            needs = {(c.supplier_id, c.offer_id, c.supplier_sku_id): c.need for c in rest.components}
+            version = next((al.link_version for ref in order.allocations
+                            for al in self._allocation(w, ref).lines if al.line_id == line.line_id), None)
+            cand = self._facts_for_alternative(w, order, line, alt, rest.index, at, settings, needs)
+            return LineFacts(line_id=line.line_id, qty=line.qty, candidates=(cand,),
+                             link_version=version, matched_by="remaining_parts")
         alternatives, version, matched = self._resolve(w, order, line)
         candidates = tuple(
             self._facts_for_alternative(w, order, line, alt, index, at, settings)
@@ -1205,9 +1219,12 @@ class Reflow(Application):
         return best.stock if best else 0
 
     def _facts_for_alternative(self, w: Work, order: Order, line: LineIn, alt: Alternative, index: int,
-                               at: datetime, settings: MerchantSettings) -> CandidateFacts:
+                               at: datetime, settings: MerchantSettings,
+                               needs: dict[tuple[str, str, str], int] | None = None) -> CandidateFacts:
         comps = []
         for comp in alt.components:
+            need = comp.qty * line.qty if needs is None else needs[
+                (comp.supplier_id, comp.offer_id, comp.supplier_sku_id)]
             supplier = w.get(Supplier, ids.supplier_id(comp.supplier_id))
             offer = w.get(Offer, ids.offer_id(comp.supplier_id, comp.offer_id))
             book = w.get(PriceBook, ids.pricebook_id(comp.supplier_id))
@@ -1215,7 +1232,7 @@ class Reflow(Application):
             tier = supplier.tiers.get(order.merchant_id) if supplier is not None else None
             comps.append(ComponentFacts(
                 supplier_id=comp.supplier_id, offer_id=comp.offer_id,
-                supplier_sku_id=comp.supplier_sku_id, qty=comp.qty, need=comp.qty * line.qty,
+                supplier_sku_id=comp.supplier_sku_id, qty=comp.qty, need=need,
                 supplier_active=supplier is not None and supplier.active,
                 on_shelf=offer is not None and sku is not None and offer.on_shelf
                 and not offer.expired(at) and offer.open_to(order.merchant_id),
@@ -1242,24 +1259,27 @@ class Reflow(Application):
                       by_merchant=by_merchant)
 
     def _maybe_ship(self, w: Work, order: Order, at: datetime) -> bool:
-        """Rule T2: when every live allocation has tracking and no line still waits for a supplier,
-        confirm shipment to the shop, one package per allocation."""
-        if order.shipped or order.cancelled:
+        """Rule T2: when every live allocation has tracking and no line still waits for a supplier
+        (every part of a bundle line tracked, L4), confirm shipment to the shop, one package per
+        allocation. A line set aside under a refund opened before tracking does not wait; should
+        that refund be rejected, its own allocation is confirmed later in a shipment of its own."""
+        if order.cancelled or order.shipped_elsewhere:
             return False
         live = self._live(w, order)
-        if not live or any(a.status not in ("tracked", "shipped") for a in live):
+        new = [a for a in live if a.allocation_id not in order.packaged]
+        if not new or any(a.status not in ("tracked", "shipped") for a in live):
             return False
-        covered = {lid for a in live for lid in a.line_ids}
-        waiting = [lid for lid in order.lines if lid not in covered and not order.refunded(lid)]
+        waiting = [lid for lid in order.lines
+                   if not order.covered(lid) and not order.refunded(lid) and not order.set_aside(lid)]
         if waiting:
             return False
         packages = tuple(
             Package(allocation_id=a.allocation_id, carrier=a.carrier or "", tracking_no=a.tracking_no or "",
                     line_ids=a.line_ids)
-            for a in live
+            for a in new
         )
         order.trigger(OrderShipped, at, packages=packages)
-        for a in live:
+        for a in new:
             if a.status == "tracked":
                 a.trigger(AllocationShipped, at)
         return True
@@ -1284,6 +1304,22 @@ def _in_pool(supplier: Supplier | None, offer: Offer | None, sku: OfferSku | Non
     if price is None or sku.lowest_30d_price is None or sku.market_price is None:
         return False
     return price <= sku.lowest_30d_price and price < Decimal("0.9") * sku.market_price
+
+
+def _superseded(order: Order, shipped: Allocation, other: Allocation) -> bool:
+    """Rule I8 `too_late`: does the parcel that went out anyway make this live allocation redundant?
+
+    It does where it carries the same parts of a line, or a line served by another alternative
+    (L4: a bundle's other parts, at other suppliers, still ship)."""
+    mine = order.parts.get(shipped.allocation_id, [])
+    theirs = order.parts.get(other.allocation_id, [])
+    if not mine or not theirs:
+        return bool(set(other.line_ids) & set(shipped.line_ids))
+    key = {(lid, c.supplier_id, c.offer_id, c.supplier_sku_id) for lid, _, c in mine}
+    alternatives = {(lid, index) for lid, index, _ in mine}
+    return any((lid, c.supplier_id, c.offer_id, c.supplier_sku_id) in key
+               or (lid in {m for m, _ in alternatives} and (lid, index) not in alternatives)
+               for lid, index, c in theirs)
 
 
 def _pulled(w: Work, order: Order, result: str, reason: str | None, made: list[str]) -> dict[str, Any]:

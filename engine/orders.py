@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from collections import Counter
+
+import msgspec
+
 from engine.base import Aggregate, Event, Value
-from engine.policy import Decision, RoutingInput
+from engine.policy import CandidateFacts, ComponentFacts, Decision, RoutingInput
 from engine.privacy import Recipient
 from engine.values import LineIn, Region
 
@@ -49,13 +53,21 @@ class Order(Aggregate):
         self.under_review = False
         self.held: str | None = None
         self.cancelled = False
-        self.shipped = False
+        self.shipped = False  # shipment confirmed to the shop (T2), or shipped by other means
+        self.shipped_elsewhere = False
+        self.packaged: set[str] = set()  # allocations already confirmed to the shop in a package
         self.route: dict[str, str] = {}  # line -> allocated / unroutable / unrouted / ended
         self.unroutable: dict[str, str] = {}  # line -> reason (RT3)
         self.allocations: dict[str, AllocRef] = {}  # live ones (active or tracked)
         self.ended: dict[str, str] = {}  # allocation -> how it ended (intercepted/cancelled)
         self.aftersales: dict[str, Aftersale] = {}
         self.decisions = 0
+        # What each line needs (the alternative chosen when it was last routed whole) and what
+        # each allocation carries of it, so a line whose parts went to several suppliers (a
+        # bundle, L4) is re-routed only for the parts that were stopped (I1, I4, L4).
+        self.need: dict[str, CandidateFacts] = {}
+        self.parts: dict[str, list[tuple[str, int, ComponentFacts]]] = {}  # allocation -> (line, alt, part)
+        self.whole: dict[tuple[str, int], CandidateFacts] = {}  # (line, alternative) routed whole
 
     @property
     def amount(self) -> Decimal:
@@ -81,9 +93,51 @@ class Order(Aggregate):
             for a in self.aftersales.values()
         )
 
+    def live_parts(self, line_id: str) -> Counter[tuple[str, str, str]]:
+        """Units of each supplier SKU that live allocations carry for this line."""
+        have: Counter[tuple[str, str, str]] = Counter()
+        for allocation_id in self.allocations:
+            for lid, _, comp in self.parts.get(allocation_id, ()):
+                if lid == line_id:
+                    have[_part_key(comp)] += comp.need
+        return have
+
+    def missing(self, line_id: str) -> CandidateFacts | None:
+        """Rules L4, I1, I4: the parts of a line that no live allocation carries, when some do.
+
+        None when no live allocation carries any part of the line (it is routed whole, over every
+        alternative). Otherwise the line's chosen alternative reduced to what is missing; its
+        components are empty when the line is whole."""
+        have = self.live_parts(line_id)
+        need = self.need.get(line_id)
+        if not have or need is None:
+            return None
+        left = []
+        for comp in need.components:
+            take = min(have[_part_key(comp)], comp.need)
+            have[_part_key(comp)] -= take
+            if comp.need > take:
+                left.append(msgspec.structs.replace(comp, need=comp.need - take))
+        return msgspec.structs.replace(need, components=tuple(left))
+
+    def covered(self, line_id: str) -> bool:
+        """Every part of the line is carried by a live allocation."""
+        rest = self.missing(line_id)
+        return rest is not None and not rest.components
+
+    def set_aside(self, line_id: str) -> bool:
+        """Rule T2 (choice): a line under an open refund or return opened before tracking does not
+        hold back the shipment of the rest; if the after-sale is rejected, it ships on its own."""
+        return any(
+            a.open and not a.post_shipment and a.kind in ("refund", "return") and a.line_id == line_id
+            for a in self.aftersales.values()
+        )
+
     def routable_lines(self) -> list[LineIn]:
-        """Lines waiting for a supplier: not allocated, not stopped by an after-sale (RT4)."""
-        if not self.placed or self.cancelled or self.shipped or self.under_review or self.held:
+        """Lines waiting for a supplier: not allocated, not stopped by an after-sale (RT4).
+
+        After a shipment confirmation only a line that was set aside (T2) can still wait."""
+        if not self.placed or self.cancelled or self.shipped_elsewhere or self.under_review or self.held:
             return []
         return [
             line
@@ -141,8 +195,17 @@ class OrderRouted(Event, frozen=True):
 
     def apply(self, o: Order) -> None:
         o.decisions += 1
+        facts = {lf.line_id: lf for lf in self.input.lines}
         for line in self.decision.lines:
             if line.chosen is not None:
+                chosen = next(c for c in facts[line.line_id].candidates if c.index == line.chosen)
+                if not o.live_parts(line.line_id):  # routed whole; else only its missing parts
+                    o.need[line.line_id] = o.whole[(line.line_id, chosen.index)] = chosen
+                for comp in chosen.components:
+                    ref = next((r for r in self.allocations if r.supplier_id == comp.supplier_id
+                                and line.line_id in r.line_ids), None)
+                    if ref is not None:
+                        o.parts.setdefault(ref.allocation_id, []).append((line.line_id, chosen.index, comp))
                 o.route[line.line_id] = "allocated"
                 o.unroutable.pop(line.line_id, None)
             elif line.unroutable is not None:
@@ -202,8 +265,13 @@ class ShippedDespiteIntercept(Event, frozen=True):
     def apply(self, o: Order) -> None:
         o.allocations[self.ref.allocation_id] = self.ref
         o.ended.pop(self.ref.allocation_id, None)
+        for lid, index, _ in o.parts.get(self.ref.allocation_id, ()):
+            need = o.need.get(lid)
+            if need is not None and need.index != index and (lid, index) in o.whole:
+                o.need[lid] = o.whole[(lid, index)]  # the line is served by this parcel's alternative
         for line_id in self.ref.line_ids:
-            o.route[line_id] = "allocated"
+            if o.missing(line_id) is None or o.covered(line_id):
+                o.route[line_id] = "allocated"
 
 
 class AftersaleOpened(Event, frozen=True):
@@ -251,6 +319,7 @@ class OrderShipped(Event, frozen=True):
 
     def apply(self, o: Order) -> None:
         o.shipped = True
+        o.packaged.update(p.allocation_id for p in self.packages)
 
 
 class OrderShippedElsewhere(Event, frozen=True):
@@ -260,7 +329,11 @@ class OrderShippedElsewhere(Event, frozen=True):
     tracking_no: str | None = None
 
     def apply(self, o: Order) -> None:
-        o.shipped = True
+        o.shipped = o.shipped_elsewhere = True
+
+
+def _part_key(comp: ComponentFacts) -> tuple[str, str, str]:
+    return (comp.supplier_id, comp.offer_id, comp.supplier_sku_id)
 
 
 # -- Allocation -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from engine.orders import OrderShipped
 from tests.world import EARLIER, OTHER_BUYER, SHOP, T0, alt, allocations, comp, line, link, offer, order, place, sku, supplier
 
 
@@ -34,13 +35,38 @@ def test_t2_order_ships_once_the_other_line_is_refunded(world):
 
 
 def test_t2_line_under_open_aftersale_is_not_lost_when_the_rest_ships(world):
+    """A refunded-before-tracking line does not hold back the rest (issue 19, item 2); if the
+    refund is rejected after all, the line is routed and confirmed in a shipment of its own."""
     place(world, "X1", line("L1", "P1"), line("L2", "P2"))
     world.open_aftersale(*SHOP, "X1", "AS-2", "refund", line_id="L2", at=T0 + timedelta(minutes=5))
-    world.upload_tracking("S1", live(world, "X1", "S1").allocation_id, "SF", "SF0000000001", at=T0 + timedelta(hours=1))
-    assert order(world, "X1").status != "shipped"  # L2 may still need shipping
+    a1 = live(world, "X1", "S1")
+    world.upload_tracking("S1", a1.allocation_id, "SF", "SF0000000001", at=T0 + timedelta(hours=1))
+    assert order(world, "X1").status == "shipped"
     world.close_aftersale(*SHOP, "X1", "AS-2", "rejected", at=T0 + timedelta(hours=2))
-    a2 = live(world, "X1", "S2")
+    a2 = live(world, "X1", "S2")  # L2 may still need shipping: it is not lost
+    assert a2.line_ids == ("L2",)
     assert world.upload_tracking("S2", a2.allocation_id, "JD", "JD0000000002", at=T0 + timedelta(hours=3)) == "shipped"
+    shipments = [e.packages for e in world.events.get(order(world, "X1").id) if isinstance(e, OrderShipped)]
+    assert [[p.allocation_id for p in ps] for ps in shipments] == [[a1.allocation_id], [a2.allocation_id]]
+
+
+def test_t2_line_refunded_before_tracking_does_not_hold_back_the_rest(world):
+    """Issue 19, item 2 (demo order 6965647453470794768): line 1 tracked, line 2 under a refund
+    opened before tracking: the order is confirmed to the shop with line 1's package."""
+    place(world, "X1", line("L1", "P1"), line("L2", "P2"))
+    world.open_aftersale(*SHOP, "X1", "AS-2", "refund", line_id="L2", at=T0 + timedelta(minutes=5))
+    assert world.upload_tracking("S1", live(world, "X1", "S1").allocation_id, "STO", "STO000000001",
+                                 at=T0 + timedelta(hours=1)) == "shipped"
+    assert order(world, "X1").status == "shipped"
+    world.close_aftersale(*SHOP, "X1", "AS-2", "refunded", at=T0 + timedelta(hours=2))
+    assert [a for a in allocations(world, "X1") if a.status == "active"] == []
+
+
+def test_t2_exchange_before_tracking_still_holds_back_the_shipment(world):
+    place(world, "X1", line("L1", "P1"), line("L2", "P2"))
+    world.open_aftersale(*SHOP, "X1", "AS-2", "exchange", line_id="L2", at=T0 + timedelta(minutes=5))
+    world.upload_tracking("S1", live(world, "X1", "S1").allocation_id, "SF", "SF0000000001", at=T0 + timedelta(hours=1))
+    assert order(world, "X1").status != "shipped"  # the consumer still wants something for L2
 
 
 def test_i5_lines_cancelled_by_hand_are_not_rerouted_by_other_events(world):

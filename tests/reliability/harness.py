@@ -32,7 +32,7 @@ from adapters.natsserver import NatsServer
 from adapters.outbound import MSG_ID_PREFIX, TOPICS
 from adapters.serve import CONSUMER, IN_STREAM
 from engine.app import Reflow
-from tests.reliability.workload import SUPPLIERS, PRODUCTS, Message, Workload, scan, sku_of
+from tests.reliability.workload import Message, Workload, offers, scan
 
 ROOT = Path(adapters.__file__).resolve().parents[1]
 
@@ -258,7 +258,8 @@ def order_state(app: Reflow, wl: Workload) -> dict[str, Any]:
     state = {}
     for o in wl.orders:
         order = app.order(*o.shop, o.order_id)
-        allocs = sorted((a.allocation_id, a.supplier_id, a.status, tuple(a.line_ids), a.tracking_no,
+        allocs = sorted((a.allocation_id, a.supplier_id, a.status,
+                         tuple((al.line_id, al.supplier_sku_id) for al in a.lines), a.tracking_no,
                          a.loss_risks) for a in app.allocations_of(*o.shop, o.order_id))
         state[o.order_id] = (order.status if order else None, allocs)
     return state
@@ -282,21 +283,20 @@ def check_orders(app: Reflow, wl: Workload, v: Verdict) -> dict[str, Any]:
             v.problem(f"order {o.order_id}: {sum(a[5] for a in allocs)} loss risks recorded, "
                       f"expected {o.loss_risks()} (I7)")
         live = [a for a in allocs if a[2] in ("active", "tracked", "shipped")]
-        covered = Counter(line for a in live for line in a[3])
+        covered = Counter(part for a in live for part in a[3])  # (line, supplier SKU): L4 bundles
         if any(c > 1 for c in covered.values()):
             v.duplicates += 1
-            v.problem(f"order {o.order_id}: a line is in two live allocations: {live}")
-        if o.fate == "address":
+            v.problem(f"order {o.order_id}: a line's part is in two live allocations: {live}")
+        if o.fate in ("address", "bundle"):
             buyer = app.buyer(*o.shop, o.order_id)
             if buyer is None or buyer.address != o.new_buyer["address"]:
                 v.problem(f"order {o.order_id}: the newer address did not win (I4)")
     # RT7: stock taken equals what the live allocations hold, never more
     units = wl.expected_units()
-    for i, p in enumerate(PRODUCTS):
-        offer = app.offer(SUPPLIERS[i], f"o-{p}")
-        taken = wl.stock - offer.available(sku_of(p))
-        if taken != units[(SUPPLIERS[i], sku_of(p))]:
-            v.problem(f"offer o-{p}: {taken} units taken, expected {units[(SUPPLIERS[i], sku_of(p))]} (RT7)")
+    for supplier, offer_id, sku in offers():
+        taken = wl.stock - app.offer(supplier, offer_id).available(sku)
+        if taken != units[(supplier, sku)]:
+            v.problem(f"offer {offer_id}: {taken} units taken, expected {units[(supplier, sku)]} (RT7)")
     return state
 
 

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.timeout(3 * 3600)]
 
 # Every fate, reviews and loss-risk tracking included (D1 and D3 are fixed: a redelivered batch
 # is recognised by its stored REFLOW_IN sequence, a repeated loss-risk parcel counts once).
-FATES = ("plain", "post", "refund", "cancel", "address", "review")
+FATES = ("plain", "post", "refund", "cancel", "address", "review", "bundle")
 LOSSES = True
 
 

@@ -18,7 +18,7 @@ import pytest
 from tests.reliability.harness import (
     Broker, Serve, Verdict, check_leaks, check_orders, check_outbound, nats_server, open_store, run,
 )
-from tests.reliability.workload import Message, Workload
+from tests.reliability.workload import FATES, Message, Workload
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -62,18 +62,18 @@ def twice(wl: Workload, rng: random.Random) -> list[tuple[str, bytes, str]]:
 def business_state(app: Any, wl: Workload) -> dict[str, Any]:
     """What the merchant, the suppliers and the shops end with, whatever the path: per order its
     status, live allocations (supplier, lines, status, tracking) and address; stock taken per offer."""
-    from tests.reliability.workload import PRODUCTS, SUPPLIERS, sku_of
+    from tests.reliability.workload import offers
 
     state: dict[str, Any] = {}
     for o in wl.orders:
         order = app.order(*o.shop, o.order_id)
-        live = sorted((a.supplier_id, tuple(a.line_ids), a.status, a.tracking_no)
+        live = sorted((a.supplier_id, tuple((al.line_id, al.supplier_sku_id) for al in a.lines), a.status, a.tracking_no)
                       for a in app.allocations_of(*o.shop, o.order_id)
                       if a.status in ("active", "tracked", "shipped"))
         buyer = app.buyer(*o.shop, o.order_id)
         state[o.order_id] = (order.status if order else None, live, buyer.address if buyer else None)
-    for i, p in enumerate(PRODUCTS):
-        state[f"offer o-{p}"] = app.offer(SUPPLIERS[i], f"o-{p}").available(sku_of(p))
+    for supplier, offer_id, sku in offers():
+        state[f"offer {offer_id}"] = app.offer(supplier, offer_id).available(sku)
     return state
 
 
@@ -135,7 +135,8 @@ def shuffled(wl: Workload, rng: random.Random) -> tuple[list[Message], list[Mess
 
 def test_out_of_order_where_the_contract_allows_ends_as_clean_delivery(tmp_path, sqlite_store, scale,
                                                                       figures):
-    wl = Workload(scale.delivery_orders, seed=31)
+    # the bundle fate's end depends on its tracking arriving before the address change (by design)
+    wl = Workload(scale.delivery_orders, seed=31, fates=tuple(f for f, _ in FATES if f != "bundle"))
     early, waiting = shuffled(wl, random.Random(32))
     v = Verdict(orders=len(wl.orders), inbound=len(wl.messages))
     states: dict[str, Any] = {}

@@ -18,7 +18,7 @@ from tests.reliability.workload import Workload
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.timeout(3600)]
 # Every fate, reviews and loss-risk tracking included (D1, D3 fixed; see test_defects.py).
-FATES = ("plain", "post", "refund", "cancel", "address", "review")
+FATES = ("plain", "post", "refund", "cancel", "address", "review", "bundle")
 
 
 async def until_acked(b: Broker, serve: Serve, target: int, timeout: float) -> None:

@@ -11,6 +11,7 @@ backup alternative) followed by ``n`` orders. Each order has a fate, drawn from 
 | cancel    | order cancelled (I1)                                                 | cancelled           |
 | address   | address changed (I4), tracking for the new allocation                | shipped             |
 | review    | under review (I3), review cleared, tracking for the new allocation   | shipped             |
+| bundle    | a two-supplier bundle line (L4) and a plain line: tracking for one part, address changed (I4: only the untracked part is routed again), a refund of the plain line (I1), tracking for the new part (T2) | shipped |
 
 Stock is ample, so routing always takes the primary supplier of each line and allocation ids are
 known in advance (``engine.ids.new_allocation_id``): the producer can send the suppliers' tracking
@@ -39,7 +40,10 @@ SHOPS = [("douyin", "dy-rel-1"), ("kuaishou", "ks-rel-2")]
 SUPPLIERS = ["sup-a", "sup-b", "sup-c", "sup-d"]
 PRODUCTS = ["P100", "P200", "P300", "P400"]  # product i: primary SUPPLIERS[i], backup SUPPLIERS[i+1]
 STOCK = 1_000_000
-FATES = [("plain", 62), ("post", 6), ("refund", 8), ("cancel", 8), ("address", 8), ("review", 8)]
+FATES = [("plain", 56), ("post", 6), ("refund", 8), ("cancel", 8), ("address", 8), ("review", 8), ("bundle", 6)]
+# The bundle (L4): a cup from sup-a and a lid from sup-c, one shop SKU.
+BUNDLE = "P500"
+BUNDLE_PARTS = [("sup-a", "o-P500a", "s-P500a"), ("sup-c", "o-P500c", "s-P500c")]
 
 
 def iso(t: datetime) -> str:
@@ -61,7 +65,7 @@ class Order:
 
     @property
     def suppliers(self) -> list[str]:
-        return sorted({SUPPLIERS[PRODUCTS.index(p)] for _, p, _ in self.lines})
+        return sorted({s for _, p, _ in self.lines for s, _, _ in parts_of(p)})
 
     def allocation_ids(self, round_: int = 0) -> list[tuple[str, str]]:
         """(supplier, allocation id) of the ``round_``-th routing (0 first, 1 after I3/I4)."""
@@ -79,6 +83,9 @@ class Order:
             "cancel": ("cancelled", Counter(intercepted=k)),
             "address": ("shipped", Counter(intercepted=k, shipped=k)),
             "review": ("shipped", Counter(cancelled=k, shipped=k)),
+            # sup-a and sup-b stopped by the address change, sup-b's replacement by the refund;
+            # the lid's first allocation and the cup's replacement ship
+            "bundle": ("shipped", Counter(intercepted=3, shipped=2)),
         }[self.fate]
 
     def loss_risks(self) -> int:
@@ -89,13 +96,28 @@ class Order:
         if self.fate in ("refund", "cancel"):
             return Counter()
         out: Counter = Counter()
-        for _, product, qty in self.lines:
-            out[(SUPPLIERS[PRODUCTS.index(product)], sku_of(product))] += qty
+        for line_id, product, qty in self.lines:
+            if self.fate == "bundle" and product != BUNDLE:
+                continue  # refunded before tracking
+            for supplier, _, sku in parts_of(product):
+                out[(supplier, sku)] += qty
         return out
 
 
 def sku_of(product: str) -> str:
     return f"s-{product}"
+
+
+def parts_of(product: str) -> list[tuple[str, str, str]]:
+    """(supplier, offer, sku) of each part of a product's primary alternative."""
+    if product == BUNDLE:
+        return BUNDLE_PARTS
+    return [(SUPPLIERS[PRODUCTS.index(product)], f"o-{product}", sku_of(product))]
+
+
+def offers() -> list[tuple[str, str, str]]:
+    """Every (supplier, offer, sku) of the catalog."""
+    return [p for product in PRODUCTS + [BUNDLE] for p in parts_of(product)]
 
 
 @dataclass
@@ -155,6 +177,19 @@ class Workload:
             out.append(Message("supplier.price", {"supplier_id": s, "supplier_sku_id": sku_of(p),
                                                   "price": "6.80", "effective_from": iso(T0 - timedelta(days=30))},
                                f"cat-price-{p}"))
+        for s, oid, sku in BUNDLE_PARTS:
+            out.append(Message("supplier.offer", {
+                "supplier_id": s, "offer_id": oid, "title": f"Offer {oid}", "on_shelf": True,
+                "skus": [{"supplier_sku_id": sku, "spec": "white", "stock": self.stock}]}, f"cat-offer-{oid}"))
+            out.append(Message("supplier.price", {"supplier_id": s, "supplier_sku_id": sku, "price": "3.20",
+                                                  "effective_from": iso(T0 - timedelta(days=30))},
+                               f"cat-price-{oid}"))
+        for platform, shop_id in SHOPS:
+            out.append(Message("link.set", {
+                "platform": platform, "shop_id": shop_id, "product_id": BUNDLE, "mode": "multi",
+                "skus": [{"sku_id": "K1", "alternatives": [{"components": [
+                    {"supplier_id": s, "offer_id": oid, "supplier_sku_id": sku, "qty": 1}
+                    for s, oid, sku in BUNDLE_PARTS]}]}]}, f"cat-link-{platform}-{BUNDLE}"))
         for i, p in enumerate(PRODUCTS):
             backup_supplier = SUPPLIERS[(i + 1) % len(SUPPLIERS)]
             backup_product = PRODUCTS[(i + 1) % len(PRODUCTS)]
@@ -186,12 +221,14 @@ class Workload:
         shop = SHOPS[n % len(SHOPS)]
         first = rng.randrange(len(PRODUCTS))
         lines = [(f"{n}-1", PRODUCTS[first], rng.randint(1, 3))]
-        if rng.random() < 0.25:
+        if fate == "bundle":  # the bundle, and a plain line from sup-b that is refunded
+            lines = [(f"{n}-1", BUNDLE, rng.randint(1, 2)), (f"{n}-2", PRODUCTS[1], 1)]
+        elif rng.random() < 0.25:
             lines.append((f"{n}-2", PRODUCTS[(first + 1 + rng.randrange(3)) % len(PRODUCTS)], 1))
         order = Order(n=n, shop=shop, order_id=f"R{self.seed}-{n}", fate=fate, lines=lines,
                       placed_at=T0 + timedelta(seconds=n), buyer=self._buyer(rng, n, "a"),
                       remark=f"请放门口 {self.token(rng)}")
-        if fate == "address":
+        if fate in ("address", "bundle"):
             order.new_buyer = self._buyer(rng, n, "b")
         return order
 
@@ -243,6 +280,34 @@ class Workload:
                 **key, "buyer": o.new_buyer, "changed_at": iso(o.placed_at + timedelta(minutes=10))},
                 o, "address")))
             out += [(t + d(1, 30), m) for m in self._tracking(o, 1)]
+        elif o.fate == "bundle":
+            # round 0: sup-a 0, sup-b 1, sup-c 2; the address change stops sup-a's and sup-b's,
+            # and re-routes the cup alone (sup-a 3) and the plain line (sup-b 4)
+            ids = {k: new_allocation_id(*o.shop, o.order_id, s, k)
+                   for k, s in enumerate(["sup-a", "sup-b", "sup-c", "sup-a", "sup-b"])}
+
+            def track(k: int, supplier: str, hours: int) -> Message:
+                return self._msg("tracking.uploaded", {
+                    "supplier_id": supplier, "allocation_id": ids[k], "carrier": "STO",
+                    "tracking_no": f"ST{o.n:010d}{k}", "uploaded_at": iso(o.placed_at + timedelta(hours=hours))},
+                    o, "track", k)
+
+            t = d(1, 10)
+            out.append((t, track(2, "sup-c", 1)))
+            t += d(1, 10)
+            out.append((t, self._msg("order.address_changed", {
+                **key, "buyer": o.new_buyer, "changed_at": iso(o.placed_at + timedelta(hours=2))},
+                o, "address")))
+            t += d(1, 10)
+            out.append((t, self._msg("aftersale.opened", {
+                **key, "aftersale_id": f"AS-{o.order_id}", "kind": "refund", "line_id": f"{o.n}-2",
+                "opened_at": iso(o.placed_at + timedelta(hours=3))}, o, "aftersale")))
+            t += d(1, 10)
+            out.append((t, track(3, "sup-a", 5)))
+            t += d(1, 10)
+            out.append((t, self._msg("aftersale.closed", {
+                **key, "aftersale_id": f"AS-{o.order_id}", "outcome": "refunded",
+                "closed_at": iso(o.placed_at + timedelta(days=1))}, o, "close")))
         elif o.fate == "review":
             t = d(0, 20)
             out.append((t, self._msg("order.review", {**key, "under_review": True, "reason": "risk"},
