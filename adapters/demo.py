@@ -23,10 +23,14 @@
 3. serve stops (draining), the projections catch up, one supplier statement is issued, and the
    report is read from the DuckDB views.
 
-Deterministic for a seed: the messages depend only on the seed, the size and the day, and the
-suppliers' answers only on what ``REFLOW_OUT`` says, so the same seed gives the same tables.
-Messages that carry no business time of their own (link, review, release, pull) take the time
-the broker stored them, which is why the day lies in the past and the morning is now.
+Deterministic for a seed and a day (``DemoDay.play`` is the timeline): the messages depend only
+on the seed, the size and the day, and the suppliers' answers only on what ``REFLOW_OUT`` says;
+each stage is published whole and applied before the next is made. Messages that carry no
+business time of their own (offers, links, reviews, releases, the pull) take the time the broker
+stored them, which is why the day lies in the past and the morning is now. The one time the
+demo puts on a message that is not in the plan, the restock's ``at``, is the broker's time of the
+last message before the morning (never the demo's own clock), so it comes after the offer's
+publication whatever the speed of the run.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
@@ -309,6 +313,12 @@ def iso(dt: datetime) -> str:
     return dt.astimezone(LOCAL).isoformat(timespec="seconds")
 
 
+def iso_exact(dt: datetime) -> str:
+    """RFC 3339 in China time, to the microsecond: for a time taken from the broker, which the
+    engine compares with other broker times (cut to the second it could fall before them)."""
+    return dt.astimezone(LOCAL).isoformat(timespec="microseconds")
+
+
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -344,6 +354,20 @@ class PlannedOrder:
     @property
     def amount(self) -> Decimal:
         return sum((ln.price * ln.qty for ln in self.lines), Decimal(0))
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one stage left once serve applied it: the ``REFLOW_OUT`` messages it caused (subject,
+    body), in stream order, and the time the broker stored its last message."""
+
+    out: list[tuple[str, dict[str, Any]]]
+    last_at: datetime
+
+
+Stage = Callable[[str, list[Message]], Awaitable[Applied]]
+"""Publishes one stage's messages in order, waits until serve applied them and published what
+they caused, and says so (``_Producer.stage``; the tests' in-process driver)."""
 
 
 @dataclass
@@ -492,6 +516,22 @@ class DemoDay:
                 stock[(offer.supplier_id, sku)] = 10 * math.ceil((need * 1.6 + 40) / 10)
         stock[SCARCE] = max(1, int(demand[SCARCE] * 0.6))
         return stock
+
+    # the timeline ---------------------------------------------------------------------------
+
+    async def play(self, stage: Stage) -> SupplierWork:
+        """The day's four stages, in order. A stage is made only from the plan and what the
+        stages before it caused, once they are applied, never from anything that happens while
+        messages are in flight; so the whole message sequence is the same on every run of a seed
+        and day, and so are serve's decisions (the engine decides by message order, not by how
+        the messages were batched). The restock is dated at the broker's time of the suppliers'
+        last answer, the latest time serve has seen, and so after the offer's publication."""
+        work = SupplierWork()
+        await stage("opening: shops, suppliers, offers, links", self.opening())
+        day = await stage(f"the day {self.day}: {self.n_orders:,} orders", self.the_day())
+        answers = await stage("suppliers: tracking, intercept answers", self.suppliers_answer(day.out, work))
+        await stage("this morning: restock, pull, releases", self.morning(answers.out, work, answers.last_at))
+        return work
 
     # stage 1: the opening ------------------------------------------------------------------
 
@@ -668,8 +708,13 @@ class DemoDay:
 
     # stage 4: this morning -----------------------------------------------------------------
 
-    def morning(self, out: Iterable[tuple[str, dict[str, Any]]], work: SupplierWork, now: datetime) -> list[Message]:
-        """Restock, the late link and its pull, releases, returns after delivery, a manual cancel."""
+    def morning(self, out: Iterable[tuple[str, dict[str, Any]]], work: SupplierWork, at: datetime) -> list[Message]:
+        """Restock, the late link and its pull, releases, returns after delivery, a manual cancel.
+
+        ``at`` dates the restock: the broker's time of the last message before the morning. The
+        engine ignores a stock report older than what it knows, and the offer's stock counts from
+        the broker's time of its publication; the demo's own clock (and to the second) could fall
+        before that on a fast run, and the restock would be dropped (issue 19)."""
         r = random.Random(f"reflow-demo/{self.seed}/morning")
         m, msgs = self.msg, []
         supplier_id, sku = SCARCE
@@ -677,7 +722,7 @@ class DemoDay:
         arrived = max(2, initial // 2)
         msgs.append(m("supplier.stock", {
             "supplier_id": supplier_id, "offer_id": OFFER_OF_SKU[SCARCE], "supplier_sku_id": sku,
-            "stock": max(0, initial - work.shipped_units[SCARCE]) + arrived, "at": iso(now)}))
+            "stock": max(0, initial - work.shipped_units[SCARCE]) + arrived, "at": iso_exact(at)}))
         shop = next(s for s in SHOPS if (s.platform, s.shop_id) == LATE_LINK[:2])
         msgs.append(m("link.set", link_body(shop, LATE_LINK[2])))
         msgs.append(m("prelink.pull", {"platform": shop.platform, "shop_id": shop.shop_id,
@@ -794,10 +839,16 @@ def run_demo(*, seed: int = DEFAULT_SEED, orders: int = DEFAULT_ORDERS, data_dir
 
     console = console or Console()
     started = time.monotonic()
+    plan = DemoDay(seed, orders, day)
+    if plan.start + timedelta(days=DAYS_AGO) > datetime.now(UTC):
+        # The plan's times (orders, trackings, returns) end before that; the morning and the
+        # messages without a time of their own take the broker's time, now. A later day would
+        # mix the two, and the decisions would depend on the hour the demo runs.
+        raise DemoError(f"day: at least {DAYS_AGO} days back in China time (its trackings and returns "
+                        f"must lie in the past), got {plan.day}")
     if data_dir is None:
         data_dir = Path(tempfile.mkdtemp(prefix="reflow-demo-"))
     data_dir.mkdir(parents=True, exist_ok=True)
-    plan = DemoDay(seed, orders, day)
     settings = Settings(store=store, duckdb=duckdb_path, data_dir=data_dir)
     app = open_app(settings)
     try:
@@ -841,17 +892,11 @@ async def _run_stages(plan: DemoDay, settings: Any, app: Any, report: Report, co
         raise DemoError("reflow serve did not start within 60 s")
     try:
         async with _Producer(settings.nats_url, app, task) as producer, _Steps(console) as steps:
-            work = SupplierWork()
-            await producer.stage(steps, "opening: shops, suppliers, offers, links", plan.opening(), report)
-            await producer.stage(steps, f"the day {plan.day}: {plan.n_orders:,} orders",
-                                 plan.the_day(), report)
-            out = await producer.outbound()
-            await producer.stage(steps, "suppliers: tracking, intercept answers",
-                                 plan.suppliers_answer(out, work), report)
-            out = await producer.outbound()
-            await producer.stage(steps, "this morning: restock, pull, releases",
-                                 plan.morning(out, work, datetime.now(UTC)), report)
-            await producer.outbound()
+
+            async def stage(title: str, messages: list[Message]) -> Applied:
+                return await producer.stage(steps, title, messages, report)
+
+            await plan.play(stage)
             report.dead_letters = await producer.dead_letters()
     finally:
         stop.set()
@@ -880,7 +925,8 @@ class _Producer:
         with contextlib.suppress(Exception):
             await self.nc.close()
 
-    async def stage(self, steps: _Steps, title: str, messages: list[Message], report: Report) -> None:
+    async def stage(self, steps: _Steps, title: str, messages: list[Message], report: Report) -> Applied:
+        """Publish a stage in order; return once serve applied it and published what it caused."""
         from adapters.serve import CONSUMER, IN_STREAM
 
         started = time.monotonic()
@@ -903,9 +949,11 @@ class _Producer:
             if time.monotonic() > deadline:
                 raise DemoError(f"reflow serve did not apply the stage '{title}' in time")
             await asyncio.sleep(0.1)
+        applied = Applied(out=await self.outbound(), last_at=await self.last_stored_at())
         elapsed = time.monotonic() - started
         steps.finish(step, f"{title}: {len(messages):,} messages, {elapsed:.1f} s")
         report.stages.append((title, len(messages), elapsed))
+        return applied
 
     def _check_serving(self) -> None:
         if self.serving.done():
@@ -925,6 +973,14 @@ class _Producer:
         if msgs:
             self.out_seq = msgs[-1].metadata.sequence.stream
         return [(m.subject, json.loads(m.data)) for m in msgs]
+
+    async def last_stored_at(self) -> datetime:
+        """The time the broker stored the last message of REFLOW_IN, read as serve reads it (the
+        time of the messages that carry none of their own)."""
+        from adapters.serve import IN_STREAM, received_at
+
+        last = (await self.js.stream_info(IN_STREAM)).state.last_seq
+        return received_at((await _read(self.js, IN_STREAM, last))[-1])
 
     def _last_outbound_event(self) -> int:
         from adapters.outbound import TOPICS
@@ -953,7 +1009,7 @@ async def _read(js: Any, stream: str, start_seq: int) -> list[Any]:
         return []
     config = ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                             opt_start_seq=start_seq, inactive_threshold=10.0)
-    subject = {"REFLOW_OUT": "reflow.out.>", "REFLOW_DLQ": "reflow.dlq.>"}[stream]
+    subject = {"REFLOW_IN": "reflow.in.>", "REFLOW_OUT": "reflow.out.>", "REFLOW_DLQ": "reflow.dlq.>"}[stream]
     sub = await js.pull_subscribe(subject, durable=None, stream=stream, config=config)
     out: list[Any] = []
     try:

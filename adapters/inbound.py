@@ -1,5 +1,8 @@
 """NATS in: one decoded wire message becomes one engine command (CONTRACT section 1).
 
+The wire types (adapters/messages.py) check the shape of a message; ``command`` turns it into its
+engine command (engine/commands.py); every business check is the engine's.
+
 ``handle(app, subject, data, received_at)`` decodes, validates and applies a message, and says
 whether it was applied or must go to the dead letters (CONTRACT section 3) with a one-line reason.
 A refusal by the engine (``DomainError``) or by the wire types (``BadMessage``) is a dead letter;
@@ -11,18 +14,20 @@ time the broker stored them (``received_at``), so a redelivery carries the same 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 from uuid import UUID
 
 from adapters import messages as m
 from adapters.messages import BadMessage, decode, one_line
+from engine import commands as c
 from engine import ids
 from engine.app import Reflow
-from engine.catalog import PoolTerms
 from engine.errors import DomainError
-from engine.values import Alternative, Buyer, Component, LineIn, OfferSku, SkuLink
+from engine.values import Alternative, Buyer, Component, LineIn, OfferSku, PoolTerms, SkuLink
 
 
 @dataclass(frozen=True)
@@ -53,15 +58,20 @@ def handle(app: Reflow, subject: str, data: bytes, received_at: datetime) -> Out
 def handle_decoded(app: Reflow, subject: str, message: m.Inbound, received_at: datetime) -> Outcome:
     """Apply one message already decoded by ``decode``."""
     try:
-        apply(app, message, received_at)
+        app.execute(command(message, received_at))
     except DomainError as refused:
-        return Outcome(_reason(subject, str(refused), message))
+        return refusal(subject, message, refused)
     return APPLIED
 
 
 def new_order_ids(messages: list[object]) -> set[UUID]:
     """The aggregate ids of the orders these messages place (to look them up all at once)."""
     return {ids.order_id(x.platform, x.shop_id, x.order_id) for x in messages if isinstance(x, m.OrderPlaced)}
+
+
+def refusal(subject: str, message: object, refused: DomainError) -> Outcome:
+    """The dead letter for a message the engine refused."""
+    return Outcome(_reason(subject, str(refused), message))
 
 
 def _reason(subject: str, text: str, message: object) -> str:
@@ -75,96 +85,86 @@ def _reason(subject: str, text: str, message: object) -> str:
 
 
 def apply(app: Reflow, message: m.Inbound, now: datetime) -> object:
-    """Call the engine command a wire message stands for."""
-    match message:
-        case m.OrderPlaced():
-            return app.place_order(
-                message.platform, message.shop_id, message.order_id, message.placed_at,
-                _buyer(message.buyer), [_line(x) for x in message.lines],
-                channel=message.channel, remark=message.remark,
-            )
-        case m.OrderAddressChanged():
-            return app.change_address(message.platform, message.shop_id, message.order_id,
-                                      _buyer(message.buyer), at=message.changed_at)
-        case m.OrderReview():
-            return app.set_review(message.platform, message.shop_id, message.order_id,
-                                  message.under_review, message.reason, at=now)
-        case m.OrderCancelled():
-            return app.cancel_order(message.platform, message.shop_id, message.order_id,
-                                    at=message.cancelled_at)
-        case m.OrderShipped():
-            return app.ship_elsewhere(message.platform, message.shop_id, message.order_id,
-                                      message.carrier, message.tracking_no, at=message.shipped_at)
-        case m.OrderReleased():
-            return app.release_order(message.platform, message.shop_id, message.order_id, at=now)
-        case m.AftersaleOpened():
-            return app.open_aftersale(message.platform, message.shop_id, message.order_id,
-                                      message.aftersale_id, message.kind, message.line_id,
-                                      at=message.opened_at)
-        case m.AftersaleClosed():
-            return app.close_aftersale(message.platform, message.shop_id, message.order_id,
-                                       message.aftersale_id, message.outcome, at=message.closed_at)
-        case m.LinkSet():
-            return app.set_link(message.platform, message.shop_id, message.product_id, message.mode,
-                                [_sku_link(s) for s in message.skus], at=now)
-        case m.LinkRemoved():
-            return app.remove_link(message.platform, message.shop_id, message.product_id, at=now)
-        case m.CodeRegistered():
-            return app.register_code(message.code, message.kind,
-                                     [_component(c) for c in message.components],
-                                     merchant_id=message.merchant_id, at=now)
-        case m.StockRule():
-            return app.set_stock_rule(message.platform, message.shop_id, message.product_id,
-                                      message.sku_id, message.ratio, message.min_stock, at=now)
-        case m.PrelinkPull():
-            extra = {"window_days": message.window_days} if message.window_days else {}
-            return app.pull_prelink(message.platform, message.shop_id, message.product_id,
-                                    at=now, **extra)
-        case m.SupplierUpserted():
-            return app.upsert_supplier(
-                message.supplier_id, message.name, message.active,
-                ship_within_hours=message.ship_within_hours,
-                fulfilment_score=_whole(message.fulfilment_score), level=message.level,
-                service_stars=message.service_stars, logistics_score=message.logistics_score,
-                experience_score=message.experience_score, at=now,
-            )
-        case m.SupplierOffer():
-            return app.publish_offer(
-                message.supplier_id, message.offer_id, message.title, message.on_shelf,
-                [_offer_sku(s) for s in message.skus], private_to=message.private_to,
-                expires_at=message.expires_at, pool=_pool(message), at=now,
-            )
-        case m.OfferRenewed():
-            return app.renew_offer(message.supplier_id, message.offer_id, at=message.renewed_at)
-        case m.SupplierStock():
-            return app.report_stock(message.supplier_id, message.offer_id, message.supplier_sku_id,
-                                    message.stock, at=message.at)
-        case m.SupplierPrice():
-            return app.set_price(message.supplier_id, message.supplier_sku_id, message.price,
-                                 message.effective_from, tier=message.tier, at=now)
-        case m.MerchantTier():
-            return app.set_merchant_tier(message.supplier_id, message.merchant_id, message.tier, at=now)
-        case m.ShopRegistered():
-            return app.register_shop(message.platform, message.shop_id, message.merchant_id, at=now)
-        case m.MerchantSettings():
-            return app.set_merchant_settings(
-                message.merchant_id, source_pool=message.source_pool,
-                split_tolerance=message.split_tolerance, hold_amount_over=message.hold_amount_over,
-                hold_remark_words=message.hold_remark_words,
-                hold_out_of_stock=message.hold_out_of_stock, at=now,
-            )
-        case m.TrackingUploaded():
-            return app.upload_tracking(message.supplier_id, message.allocation_id, message.carrier,
-                                       message.tracking_no, at=message.uploaded_at)
-        case m.InterceptAnswered():
-            return app.answer_intercept(message.supplier_id, message.allocation_id, message.outcome,
-                                        message.carrier, message.tracking_no, at=message.answered_at)
-        case m.AllocationCancel() if message.allocation_id is not None:
-            return app.cancel_allocation(message.allocation_id, message.reason, at=now)
-        case m.AllocationCancel():
-            return app.cancel_allocations(message.platform, message.shop_id, [message.order_id],
-                                          message.reason, at=now)
-    raise TypeError(f"no engine command for {type(message).__name__}")  # a new subject unmapped
+    """Execute the engine command a wire message stands for; its result."""
+    return app.execute(command(message, now))
+
+
+def command(message: m.Inbound, now: datetime) -> c.Command:
+    """The engine command a wire message stands for. Messages without a business time of their
+    own take ``now``, the time the broker stored them (so a redelivery carries the same time)."""
+    return _COMMANDS[type(message)](message, now)
+
+
+def _order_key(x: m.Inbound) -> dict[str, str]:
+    return {"platform": x.platform, "shop_id": x.shop_id, "order_id": x.order_id}  # type: ignore[union-attr]
+
+
+def _cancel(x: m.AllocationCancel, now: datetime) -> c.Command:
+    if x.allocation_id is not None:
+        return c.CancelAllocation(at=now, allocation_id=x.allocation_id, reason=x.reason)
+    return c.CancelAllocations(at=now, platform=x.platform, shop_id=x.shop_id,  # type: ignore[arg-type]
+                               order_ids=(x.order_id,), reason=x.reason)  # type: ignore[arg-type]
+
+
+_COMMANDS: dict[type, Callable[[Any, datetime], c.Command]] = {
+    m.OrderPlaced: lambda x, now: c.PlaceOrder(
+        at=x.placed_at, **_order_key(x), buyer=_buyer(x.buyer), lines=tuple(_line(y) for y in x.lines),
+        channel=x.channel, remark=x.remark),
+    m.OrderAddressChanged: lambda x, now: c.ChangeAddress(at=x.changed_at, **_order_key(x), buyer=_buyer(x.buyer)),
+    m.OrderReview: lambda x, now: c.SetReview(at=now, **_order_key(x), under_review=x.under_review,
+                                             reason=x.reason),
+    m.OrderCancelled: lambda x, now: c.CancelOrder(at=x.cancelled_at, **_order_key(x)),
+    m.OrderShipped: lambda x, now: c.ShipElsewhere(at=x.shipped_at, **_order_key(x), carrier=x.carrier,
+                                                  tracking_no=x.tracking_no),
+    m.OrderReleased: lambda x, now: c.ReleaseOrder(at=now, **_order_key(x)),
+    m.AftersaleOpened: lambda x, now: c.OpenAftersale(at=x.opened_at, **_order_key(x), aftersale_id=x.aftersale_id,
+                                                     kind=x.kind, line_id=x.line_id),
+    m.AftersaleClosed: lambda x, now: c.CloseAftersale(at=x.closed_at, **_order_key(x),
+                                                      aftersale_id=x.aftersale_id, outcome=x.outcome),
+    m.LinkSet: lambda x, now: c.SetLink(at=now, platform=x.platform, shop_id=x.shop_id, product_id=x.product_id,
+                                       mode=x.mode, skus=tuple(_sku_link(s) for s in x.skus)),
+    m.LinkRemoved: lambda x, now: c.RemoveLink(at=now, platform=x.platform, shop_id=x.shop_id,
+                                              product_id=x.product_id),
+    m.CodeRegistered: lambda x, now: c.RegisterCode(at=now, code=x.code, kind=x.kind, merchant_id=x.merchant_id,
+                                                   components=tuple(_component(y) for y in x.components)),
+    m.StockRule: lambda x, now: c.SetStockRule(at=now, platform=x.platform, shop_id=x.shop_id,
+                                              product_id=x.product_id, sku_id=x.sku_id, ratio=x.ratio,
+                                              min_stock=x.min_stock),
+    m.PrelinkPull: lambda x, now: c.PullPrelink(at=now, platform=x.platform, shop_id=x.shop_id,
+                                               product_id=x.product_id,
+                                               window_days=x.window_days or c.PREPULL_WINDOW_DAYS),
+    m.SupplierUpserted: lambda x, now: c.UpsertSupplier(
+        at=now, supplier_id=x.supplier_id, name=x.name, active=x.active, ship_within_hours=x.ship_within_hours,
+        fulfilment_score=_whole(x.fulfilment_score), level=x.level, service_stars=_dec(x.service_stars),
+        logistics_score=_dec(x.logistics_score), experience_score=_dec(x.experience_score)),
+    m.SupplierOffer: lambda x, now: c.PublishOffer(
+        at=now, supplier_id=x.supplier_id, offer_id=x.offer_id, title=x.title, on_shelf=x.on_shelf,
+        skus=tuple(_offer_sku(s) for s in x.skus),
+        private_to=tuple(x.private_to) if x.private_to is not None else None, expires_at=x.expires_at,
+        pool=_pool(x)),
+    m.OfferRenewed: lambda x, now: c.RenewOffer(at=x.renewed_at, supplier_id=x.supplier_id, offer_id=x.offer_id),
+    m.SupplierStock: lambda x, now: c.ReportStock(at=x.at, supplier_id=x.supplier_id, offer_id=x.offer_id,
+                                                 supplier_sku_id=x.supplier_sku_id, stock=x.stock),
+    m.SupplierPrice: lambda x, now: c.SetPrice(at=now, supplier_id=x.supplier_id, supplier_sku_id=x.supplier_sku_id,
+                                              price=x.price, effective_from=x.effective_from, tier=x.tier),
+    m.MerchantTier: lambda x, now: c.SetMerchantTier(at=now, supplier_id=x.supplier_id, merchant_id=x.merchant_id,
+                                                    tier=x.tier),
+    m.ShopRegistered: lambda x, now: c.RegisterShop(at=now, platform=x.platform, shop_id=x.shop_id,
+                                                   merchant_id=x.merchant_id),
+    m.MerchantSettings: lambda x, now: c.ChangeMerchantSettings(
+        at=now, merchant_id=x.merchant_id, source_pool=x.source_pool, split_tolerance=x.split_tolerance,
+        hold_amount_over=x.hold_amount_over,
+        hold_remark_words=tuple(x.hold_remark_words) if x.hold_remark_words is not None else None,
+        hold_out_of_stock=x.hold_out_of_stock),
+    m.TrackingUploaded: lambda x, now: c.UploadTracking(at=x.uploaded_at, supplier_id=x.supplier_id,
+                                                       allocation_id=x.allocation_id, carrier=x.carrier,
+                                                       tracking_no=x.tracking_no),
+    m.InterceptAnswered: lambda x, now: c.AnswerIntercept(at=x.answered_at, supplier_id=x.supplier_id,
+                                                         allocation_id=x.allocation_id, outcome=x.outcome,
+                                                         carrier=x.carrier, tracking_no=x.tracking_no),
+    m.AllocationCancel: _cancel,
+}
+"""Every inbound subject's wire type and the engine command it becomes."""
 
 
 # -- wire values to engine values -------------------------------------------------------------
@@ -206,6 +206,10 @@ def _offer_sku(s: m.OfferSku) -> OfferSku:
 def _pool(o: m.SupplierOffer) -> PoolTerms:
     return PoolTerms(dropship_free_shipping=bool(o.dropship_free_shipping),
                      returns_7d=bool(o.seven_day_returns), growth_score=_whole(o.growth_score) or 0)
+
+
+def _dec(value: float | None) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
 
 
 def _whole(score: float | None) -> int | None:

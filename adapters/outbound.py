@@ -25,18 +25,19 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from engine.app import Reflow
-from engine.base import Event
+from engine.allocations import Allocated, AllocationCancelled, InterceptRequested
+from engine.base import Event, topics_of
 from engine.linking import StockPublished
-from engine.orders import Allocated, AllocationCancelled, InterceptRequested, OrderShipped
+from engine.order_events import OrderShipped
 from engine.privacy import Recipient
-from eventsourcing.utils import get_topic
 
 log = logging.getLogger("reflow.outbound")
 
 STREAM = "REFLOW_OUT"
 MSG_ID_PREFIX = "reflow-out-"
-TOPICS = tuple(get_topic(c) for c in (Allocated, InterceptRequested, AllocationCancelled,
-                                      OrderShipped, StockPublished))
+TOPICS = tuple(t for c in (Allocated, InterceptRequested, AllocationCancelled, OrderShipped, StockPublished)
+               for t in topics_of(c))
+"""Every topic these events are stored under (also the ones they had before they moved)."""
 
 
 # -- contract bodies ----------------------------------------------------------------------------

@@ -27,8 +27,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any
@@ -41,11 +40,13 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import NotFoundError
 
 from adapters.bootstrap import Settings, open_app
-from adapters.inbound import ALREADY_APPLIED, Outcome, handle_decoded, new_order_ids
+from adapters.inbound import ALREADY_APPLIED, APPLIED, Outcome, command, new_order_ids, refusal
 from adapters.messages import BadMessage, decode, one_line
 from adapters.outbound import Publisher
 from adapters.store import stored_ids
 from engine.app import Reflow
+from engine.commands import Command
+from engine.errors import DomainError
 
 log = logging.getLogger("reflow.serve")
 
@@ -174,26 +175,33 @@ def _sequenced(items: list[Item]) -> bool:
 
 def _run(app: Reflow, items: list[Item], indexes: list[int], dead_letters: DeadLetters | None,
          source: str) -> list[Outcome]:
-    commands: list[Callable[[], Outcome]] = []
-    decoded: list[object] = []
+    """Decode the items, run their commands as one batch, dead-letter what was refused."""
+    commands: list[Command | Callable[[], Outcome]] = []
+    decoded: list[tuple[str, object] | None] = []
     for subject, data, at, *_ in items:
         try:
             message = decode(subject, data)
         except BadMessage as bad:
             commands.append(partial(Outcome, bad.reason))
+            decoded.append(None)
             continue
-        decoded.append(message)
-        commands.append(partial(handle_decoded, app, subject, message, at))
-    candidates = new_order_ids(decoded)
+        decoded.append((subject, message))
+        commands.append(command(message, at))
+    candidates = new_order_ids([d[1] for d in decoded if d is not None])
     absent = candidates - stored_ids(app, candidates)
     position = (source, max(item[3] for item in items)) if _sequenced(items) else None
 
-    def before_store(results: list[Outcome]) -> None:
-        dead = [(i, o) for i, o in zip(indexes, results) if o.dead]
+    def outcomes(results: list[Any]) -> list[Outcome]:
+        return [result if isinstance(result, Outcome) else
+                refusal(*d, result) if isinstance(result, DomainError) and d is not None else APPLIED
+                for d, result in zip(decoded, results)]
+
+    def before_store(results: list[Any]) -> None:
+        dead = [(i, o) for i, o in zip(indexes, outcomes(results)) if o.dead]
         if dead and dead_letters is not None:
             dead_letters(dead)
 
-    return app.run_batch(commands, absent=absent, position=position, before_store=before_store)
+    return outcomes(app.run_batch(commands, absent=absent, position=position, before_store=before_store))
 
 
 async def source_name(js: JetStreamContext) -> str:
@@ -242,12 +250,21 @@ class Server:
         self.wake = asyncio.Event()
         self.applied = self.dead = self.repeated = 0
         self.source = IN_STREAM
+        self.failure: ServeError | None = None
+        """Why serve stopped by itself (the projections failed for good); serve() raises it."""
 
     async def run(self, on_ready: Callable[[], None] | None = None) -> None:
         await ensure_streams(self.js)
         await ensure_consumer(self.js, self.batch, self.ack_wait)
         sub = await self.js.pull_subscribe_bind(durable=CONSUMER, stream=IN_STREAM)
         self.source = await source_name(self.js)
+        if self.projections is not None:  # before consuming: refuse to start, one line, if it cannot run
+            try:
+                await self.projections.start()
+            except BaseException:
+                for pool in (self.projections.thread, self.engine, self.reader):
+                    pool.shutdown(wait=False)
+                raise
         await self._after_crash()
         background = [asyncio.create_task(self._outbound_loop()),
                       asyncio.create_task(self._projection_loop())]
@@ -359,7 +376,14 @@ class Server:
             started = time.monotonic()
             try:
                 await self.projections.run_once()
-            except Exception as exc:  # noqa: BLE001 - analysts' views lag, routing goes on
+            except ProjectionsFailed as exc:  # never silently stale: stop, non-zero
+                log.error("%s", exc)
+                self.failure = exc
+                self.stop.set()
+                return
+            except ProjectionRunFailed as exc:  # the store away: analysts' views lag, routing goes on
+                log.warning("projections: %s", exc)
+            except Exception as exc:  # noqa: BLE001
                 log.warning("projections: %s: %s", type(exc).__name__, one_line(str(exc)))
             await self._sleep(max(0.0, 1.0 - (time.monotonic() - started)))
 
@@ -372,10 +396,9 @@ class Server:
                         one_line(str(exc) or type(exc).__name__))
         if self.projections is not None:
             try:
-                await self.projections.run_once()
+                await self.projections.drain()
             except Exception as exc:  # noqa: BLE001
                 log.warning("projections: %s: %s", type(exc).__name__, one_line(str(exc)))
-            self.projections.shutdown()
         for pool in (self.engine, self.reader):
             pool.shutdown(wait=True)
 
@@ -384,52 +407,218 @@ class Server:
             await asyncio.wait_for(self.stop.wait(), timeout=seconds)
 
 
+class ProjectionsFailed(ServeError):
+    """The projection process cannot run (another runner holds the file, the file needs a rebuild,
+    or it failed too often in a row): serve stops, non-zero, rather than leave the analysts'
+    file silently stale."""
+
+
 class Projections:
-    """The projection runner in a child process of its own.
+    """The projection runner in a child process of its own, supervised.
 
     Projecting decodes every event again and builds Arrow batches for DuckDB; in serve's process
     it would share one interpreter lock with routing. In a child process (spawned, so it shares
     nothing but the store and the files) it runs on the other core. The child opens its own app on
-    the same store and runs ``ProjectionRunner.run_once`` when asked; if it dies, the next call
-    starts a new one, which resumes from the position stored in the DuckDB file."""
+    the same store and runs ``ProjectionRunner.run_once`` each time serve asks, over a pipe.
+
+    Supervised (issue 19): ``start`` runs at serve's start and fails serve (`ProjectionsFailed`,
+    one line) if the child cannot open the projection, e.g. another runner holds the file (the
+    line names it). If the child dies later, serve logs it and starts a new one after a back-off
+    (1 s, doubling to 30 s; reset by a successful run), which resumes from the position stored in
+    the working file and publishes at once. The restarts and the last failure are in the log and
+    in the ``projection_status`` view. After ``max_failures`` failures in a row (the child dies or
+    cannot start each time) serve stops with a non-zero exit, for its supervisor to restart it."""
+
+    backoff_first, backoff_max, max_failures = 1.0, 30.0, 8
+    start_timeout, lock_wait = 120.0, 5.0
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.pool: ProcessPoolExecutor | None = None
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="reflow-projections")
+        self.proc: Any = None
+        self.pipe: Any = None
+        self.restarts = 0
+        self.failures = 0  # in a row
+        self.last_error: str | None = None
+        self.last_error_at: datetime | None = None
+        self.retry_at = 0.0
 
-    def _pool(self) -> ProcessPoolExecutor:
-        if self.pool is None:
-            self.pool = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_child_open, initargs=(self.settings, os.getpid()))
-        return self.pool
+    # -- asyncio side ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self.thread, self._start)
 
     async def run_once(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self.thread, self._run_once)
+
+    async def drain(self) -> None:
+        """At serve's exit: a last run (starting the child again if it is down), then close it,
+        which publishes."""
+        loop = asyncio.get_running_loop()
         try:
-            await asyncio.wrap_future(self._pool().submit(_child_run_once))
-        except BrokenProcessPool:
-            self.shutdown()
-            raise
+            await loop.run_in_executor(self.thread, self._drain)
+        finally:
+            self.thread.shutdown(wait=True)
 
-    def shutdown(self) -> None:
-        if self.pool is not None:
-            with contextlib.suppress(Exception):
-                self.pool.submit(_child_close).result(timeout=60)
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+    # -- in the supervisor thread ---------------------------------------------------------------
+
+    def _start(self, *, first: bool = True) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        mine, theirs = ctx.Pipe()
+        status = {"restarts": self.restarts, "last_error": self.last_error, "last_error_at": self.last_error_at}
+        proc = ctx.Process(target=_child_main, name="reflow-projections",
+                           args=(self.settings, os.getpid(), theirs, status, self.lock_wait))
+        proc.start()
+        theirs.close()  # the child's end lives in the child only: its death is EOF here
+        reply: tuple = ("failed", "no answer")
+        try:
+            if mine.poll(self.start_timeout):
+                reply = mine.recv()
+            else:
+                reply = ("failed", f"not ready after {self.start_timeout:.0f} s")
+        except (EOFError, OSError):
+            reply = ("failed", f"exited at start ({_exit_text(proc)})")
+        if reply[0] == "ready":
+            self.proc, self.pipe = proc, mine
+            log.info("projections: projection process started (pid %d)%s", proc.pid,
+                     f", restart {self.restarts}" if self.restarts else "")
+            return
+        mine.close()
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        reason = f"projections: {reply[1]}"
+        if first:
+            raise ProjectionsFailed(reason)
+        self._failed(reason, "could not restart the projection process")
+
+    def _run_once(self) -> None:
+        if self.proc is None:
+            if time.monotonic() < self.retry_at:
+                return
+            self.restarts += 1
+            self._start(first=False)
+            if self.proc is None:
+                return
+        try:
+            self.pipe.send("run")
+            reply = self.pipe.recv()
+        except (EOFError, OSError):
+            self._died()
+            return
+        self.failures = 0
+        if reply[0] == "error":  # the child is fine; the store may be away: the next round resumes
+            raise ProjectionRunFailed(reply[1])
+
+    def _died(self) -> None:
+        proc, self.proc = self.proc, None
+        self.pipe.close()
+        self.pipe = None
+        proc.join(10)
+        self._failed(f"projection process (pid {proc.pid}) died: {_exit_text(proc)}",
+                     "the projection process died")
+
+    def _failed(self, reason: str, what: str) -> None:
+        """Record a failure of the child; schedule the next start, or give up."""
+        self.last_error, self.last_error_at = one_line(reason), datetime.now(timezone.utc)
+        self.failures += 1
+        if self.failures >= self.max_failures:
+            raise ProjectionsFailed(f"projections: {what} {self.failures} times in a row, the last time: "
+                                    f"{self.last_error}; stopping so that a supervisor restarts reflow serve")
+        delay = min(self.backoff_first * 2 ** (self.failures - 1), self.backoff_max)
+        self.retry_at = time.monotonic() + delay
+        log.error("%s; restarting it in %.0f s (restart %d; the analysts' file is not updated meanwhile)",
+                  self.last_error, delay, self.restarts + 1)
+
+    def _drain(self) -> None:
+        if self.proc is None and self.failures < self.max_failures:
+            try:
+                self.restarts += 1
+                self._start(first=False)
+            except ProjectionsFailed:
+                pass
+        if self.proc is None:
+            log.error("projections: the analysts' file could not be brought up to date at exit (%s)",
+                      self.last_error)
+            return
+        try:
+            self._run_once()
+        except Exception as exc:  # noqa: BLE001 - the close below publishes what is there
+            log.warning("projections: %s", one_line(str(exc)))
+        if self.proc is None:
+            return
+        proc, pipe = self.proc, self.pipe
+        self.proc = self.pipe = None
+        try:
+            pipe.send("close")
+            if pipe.poll(60):
+                pipe.recv()
+        except (EOFError, OSError):
+            pass
+        finally:
+            pipe.close()
+        proc.join(30)
+        if proc.is_alive():
+            log.error("projections: the projection process did not stop; killing it")
+            proc.kill()
+            proc.join()
 
 
-_child: Any = None
+class ProjectionRunFailed(Exception):
+    """One run of the projection failed in the child (which lives on); logged, retried."""
 
 
-def _child_open(settings: Settings, parent: int) -> None:
-    """In the projection process: open the app and the runner once."""
-    global _child  # noqa: PLW0603 - one runner per child process
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; serve stops us
+def _exit_text(proc: Any) -> str:
+    code = proc.exitcode
+    if code is None:
+        return "still running"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by signal {-code} ({signal.Signals(-code).name})"
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _child_main(settings: Settings, parent: int, pipe: Any, status: dict, lock_wait: float) -> None:
+    """The projection process: open the app and the runner, then run when asked, until told to
+    close or serve is gone."""
+    # Ctrl-C and a service manager's SIGTERM reach the whole group; serve drains, then stops us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     from projections.runner import ProjectionRunner
 
-    _child = ProjectionRunner(open_app(settings), settings.duckdb_path)
+    try:
+        app = open_app(settings)
+    except Exception as exc:  # noqa: BLE001 - one line to serve
+        pipe.send(("failed", f"cannot open the store: {type(exc).__name__}: {one_line(str(exc))}"))
+        return
+    try:
+        runner = ProjectionRunner(app, settings.duckdb_path, owner=f"reflow serve, pid {parent}",
+                                  wait=lock_wait, status=status)
+    except Exception as exc:  # noqa: BLE001 - ProjectionBusy, ProjectionOutdated, ...: one line to serve
+        app.close()
+        pipe.send(("failed", one_line(str(exc)) or type(exc).__name__))
+        return
+    try:
+        pipe.send(("ready", os.getpid()))
+        while True:
+            command = pipe.recv()
+            if command == "close":
+                try:
+                    runner.close()
+                    app.close()
+                finally:
+                    pipe.send(("closed", None))
+                return
+            try:
+                reply = ("ok", runner.run_once())
+            except Exception as exc:  # noqa: BLE001 - reported by serve, which asks again
+                reply = ("error", f"{type(exc).__name__}: {one_line(str(exc))}")
+            pipe.send(reply)
+    except (EOFError, OSError):
+        os._exit(0)  # serve is gone: stop at once (see _exit_with_parent)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -438,19 +627,6 @@ def _exit_with_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(0.5)
     os._exit(0)
-
-
-def _child_run_once() -> None:
-    if _child is not None:
-        _child.run_once()
-
-
-def _child_close() -> None:
-    global _child  # noqa: PLW0603
-    if _child is not None:
-        runner, _child = _child, None
-        runner.close()
-        runner.app.close()
 
 
 async def serve(settings: Settings, *, batch: int = 256, ack_wait: float = 10.0,
@@ -469,6 +645,8 @@ async def serve(settings: Settings, *, batch: int = 256, ack_wait: float = 10.0,
             if stop is not None:
                 asyncio.create_task(_relay(stop, server.stop))
             await server.run(on_ready=(lambda: on_ready(server)) if on_ready else None)
+            if server.failure is not None:
+                raise server.failure
             return server
         finally:
             with contextlib.suppress(Exception):

@@ -97,6 +97,13 @@ class Aggregate:
             clone.__dict__[name] = value
         return clone
 
+    def replay_pending(self, events: list[Event]) -> None:
+        """Apply events made earlier in this unit of work again, and keep them pending."""
+        for event in events:
+            event.apply(self)
+            self.version = event.originator_version
+        self._pending = list(events)
+
     def collect_events(self) -> list[Event]:
         pending, self._pending = self._pending, []
         if pending:
@@ -124,15 +131,38 @@ class Aggregate:
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
 
+MOVED: dict[str, str] = {
+    **{f"engine.catalog:{name}": f"engine.merchants:{name}" for name in (
+        "PriceSet", "MerchantSettingsChanged", "ShopRegistered", "CodeRegistered",
+        "ProductUsesSupplier", "ProductLeftSupplier")},
+    **{f"engine.orders:{name}": f"engine.allocations:{name}" for name in (
+        "Allocated", "InterceptRequested", "AllocationCancelled", "InterceptAnswered",
+        "TrackingUploaded", "LossRiskRecorded", "AllocationShipped")},
+    **{f"engine.orders:{name}": f"engine.backlog:{name}" for name in ("LinesParked", "LinesUnparked")},
+    **{f"engine.orders:{name}": f"engine.order_events:{name}" for name in (
+        "OrderReferenced", "OrderPlaced", "OrderRouted", "OrderHeld", "OrderReleased", "ReviewChanged",
+        "AllocationEnded", "ShippedDespiteIntercept", "AftersaleOpened", "AftersaleClosed",
+        "AddressChanged", "OrderCancelled", "OrderShipped", "OrderShippedElsewhere")},
+}
+"""Topics of events stored before their class moved to another module: they still load, and keep
+their stored topic (and so their chain digest, A2)."""
+
+
 @lru_cache(maxsize=None)
 def _decoder(topic: str) -> tuple[type, msgspec.json.Decoder]:
-    cls = resolve_topic(topic)
+    cls = resolve_topic(MOVED.get(topic, topic))
     return cls, msgspec.json.Decoder(cls)
 
 
 @lru_cache(maxsize=None)
 def _topic(cls: type) -> str:
     return get_topic(cls)
+
+
+def topics_of(cls: type) -> tuple[str, ...]:
+    """Every topic events of this class are stored under: its own, and those it had before it moved."""
+    own = _topic(cls)
+    return (own, *sorted(old for old, new in MOVED.items() if new == own))
 
 
 def encode_event(event: Event) -> bytes:

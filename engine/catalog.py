@@ -1,12 +1,14 @@
-"""The supply side: suppliers, their offers and stock, settlement prices, merchants and shops."""
+"""The supply side: suppliers and their offers, with stock and reservations (RT1, RT7, M1, M2)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from engine.base import Aggregate, Event, Value
-from engine.values import Alternative, HoldRules, MerchantSettings, OfferSku, SkuQty
+from engine.base import Aggregate, Event
+from engine.errors import InvalidCommand, UnknownOffer
+from engine.values import SHIP_WITHIN_HOURS, OfferSku, PoolTerms, SkuQty
 
 MICRO_SUPPLY_TTL = timedelta(days=30)  # rule M2
 
@@ -28,6 +30,23 @@ class Supplier(Aggregate):
         super().__init__(id)
         self.supplier_id = ""
         self.tiers: dict[str, str] = {}
+
+    def upsert(self, at: datetime, **fields: Any) -> bool:
+        """Set what the supplier's profile says; False when nothing changed."""
+        check_supplier_profile(fields)
+        fields.update(ship_within_hours=fields["ship_within_hours"] or 48,
+                      fulfilment_score=fields["fulfilment_score"] or 0, level=_level(fields["level"]),
+                      **{k: None if fields[k] is None else Decimal(str(fields[k]))
+                         for k in ("service_stars", "logistics_score", "experience_score")})
+        if self.version and all(getattr(self, k) == v for k, v in fields.items()):
+            return False
+        self.trigger(SupplierUpserted, at, **fields)
+        return True
+
+    def set_tier(self, merchant_id: str, tier: str, at: datetime) -> None:
+        """Seed 002: the supplier places a merchant in a price tier."""
+        if self.tiers.get(merchant_id) != tier:
+            self.trigger(MerchantTierSet, at, merchant_id=merchant_id, tier=tier)
 
     def meets_source_pool(self) -> bool:
         """Rule RT8, supplier side: level >= L2, stars >= 3.5, logistics >= 3, experience >= 2."""
@@ -73,14 +92,6 @@ class MerchantTierSet(Event, frozen=True):
 # -- Offer ------------------------------------------------------------------------------------
 
 
-class PoolTerms(Value, frozen=True):
-    """Offer-side source-pool terms (rule RT8)."""
-
-    dropship_free_shipping: bool = False
-    returns_7d: bool = False
-    growth_score: int = 0
-
-
 class Offer(Aggregate):
     title = ""
     on_shelf = False
@@ -97,6 +108,56 @@ class Offer(Aggregate):
         self.reserved: dict[str, int] = {}
         self.holds: dict[str, tuple[SkuQty, ...]] = {}  # allocation id -> what it reserved
         self.stock_at: dict[str, datetime] = {}  # when each SKU's stock was last reported
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def publish(self, at: datetime, **fields: Any) -> bool:
+        """The supplier's whole offer; False for a repeat or an older publish (which must not
+        reset newer stock)."""
+        check_offer_stock(fields["skus"])
+        if self.version and (at < max(self.stock_at.values(), default=at) or self._same(fields)):
+            return False
+        self.trigger(OfferPublished, at, **fields)
+        return True
+
+    def renew(self, at: datetime) -> None:
+        """Rule M2: another 30 days."""
+        self.trigger(OfferRenewed, at)
+
+    def report_stock(self, supplier_sku_id: str, stock: int, at: datetime) -> bool:
+        """Rule RT1: the supplier's stock on hand; False for a repeat or an older report."""
+        if not isinstance(stock, int) or stock < 0:
+            raise InvalidCommand(f"stock: must be an integer >= 0, got {stock!r}", "RT1")
+        if supplier_sku_id not in self.skus:
+            raise UnknownOffer(f"supplier_sku_id: {supplier_sku_id!r} is not a SKU of offer {self.offer_id!r}")
+        last = self.stock_at.get(supplier_sku_id)
+        if self.stock.get(supplier_sku_id) == stock or (last is not None and at < last):
+            return False
+        self.trigger(StockReported, at, supplier_sku_id=supplier_sku_id, stock=stock)
+        return True
+
+    def reserve(self, allocation_id: str, items: tuple[SkuQty, ...], at: datetime) -> None:
+        """Rule RT7: the units are the allocation's at once."""
+        self.trigger(StockReserved, at, allocation_id=allocation_id, items=items)
+
+    def release(self, allocation_id: str, reason: str, at: datetime) -> None:
+        """Rule RT7: a stopped allocation gives its units back (once)."""
+        if allocation_id in self.holds:
+            self.trigger(StockReleased, at, allocation_id=allocation_id, reason=reason)
+
+    def ship(self, allocation_id: str, at: datetime) -> None:
+        self.trigger(StockShipped, at, allocation_id=allocation_id)
+
+    def ship_late(self, allocation_id: str, items: tuple[SkuQty, ...], at: datetime) -> None:
+        """Rule I8 `too_late`: the units of a stopped allocation left anyway."""
+        self.trigger(StockShippedLate, at, allocation_id=allocation_id, items=items)
+
+    def _same(self, fields: dict[str, Any]) -> bool:
+        return (self.title, self.on_shelf, self.private_to, self.pool, tuple(self.skus.values())) == (
+            fields["title"], fields["on_shelf"], fields["private_to"], fields["pool"], fields["skus"],
+        ) and (fields["expires_at"] is None or fields["expires_at"] == self.expires_at)
+
+    # -- queries ----------------------------------------------------------------------------
 
     def available(self, sku: str) -> int:
         """Reported stock less what open allocations reserved (rule RT7)."""
@@ -188,146 +249,27 @@ class StockShippedLate(Event, frozen=True):
             o.stock[item.supplier_sku_id] = o.stock.get(item.supplier_sku_id, 0) - item.qty
 
 
-# -- Prices -----------------------------------------------------------------------------------
+def check_supplier_profile(fields: dict[str, Any]) -> None:
+    hours, score = fields["ship_within_hours"], fields["fulfilment_score"]
+    if hours is not None and hours not in SHIP_WITHIN_HOURS:
+        raise InvalidCommand(f"ship_within_hours: must be 24 or 48, got {hours}", "T3")
+    if score is not None and not 0 <= score <= 100:
+        raise InvalidCommand(f"fulfilment_score: must be 0-100, got {score}", "RT2")
 
 
-class PriceBook(Aggregate):
-    """Settlement prices per supplier SKU, effective-dated, with tier prices (rules RC1, seed 002)."""
-
-    def __init__(self, id):  # noqa: A002
-        super().__init__(id)
-        self.supplier_id = ""
-        # (sku, tier or "") -> [(effective_from, price)] sorted by time
-        self.prices: dict[tuple[str, str], list[tuple[datetime, Decimal]]] = {}
-
-    def price_at(self, sku: str, at: datetime, tier: str | None = None) -> Decimal | None:
-        for key in ((sku, tier), (sku, "")) if tier else ((sku, ""),):
-            found = None
-            for effective_from, price in self.prices.get(key, ()):
-                if effective_from <= at:
-                    found = price
-                else:
-                    break
-            if found is not None:
-                return found
-        return None
+def check_offer_stock(skus: tuple[OfferSku, ...]) -> None:
+    for i, sku in enumerate(skus):
+        if sku.stock < 0:
+            raise InvalidCommand(f"skus[{i}].stock: must be >= 0, got {sku.stock}", "RT1")
 
 
-class PriceSet(Event, frozen=True):
-    supplier_id: str
-    supplier_sku_id: str
-    price: Decimal
-    effective_from: datetime
-    tier: str | None = None
-
-    def apply(self, p: PriceBook) -> None:
-        p.supplier_id = self.supplier_id
-        series = p.prices.setdefault((self.supplier_sku_id, self.tier or ""), [])
-        series.append((self.effective_from, self.price))
-        series.sort(key=lambda pair: pair[0])
-
-
-# -- Merchants, shops, merchant codes ---------------------------------------------------------
-
-
-class Merchant(Aggregate):
-    settings = MerchantSettings()
-
-
-class MerchantSettingsChanged(Event, frozen=True):
-    merchant_id: str
-    settings: MerchantSettings
-
-    def apply(self, m: Merchant) -> None:
-        m.settings = self.settings
-
-
-class Shop(Aggregate):
-    merchant_id = ""
-
-
-class ShopRegistered(Event, frozen=True):
-    platform: str
-    shop_id: str
-    merchant_id: str
-
-    def apply(self, s: Shop) -> None:
-        s.merchant_id = self.merchant_id
-
-
-class CodeBook(Aggregate):
-    """Merchant codes (rule L7): item codes and bundle codes, unique within their kind."""
-
-    def __init__(self, id):  # noqa: A002
-        super().__init__(id)
-        self.codes: dict[tuple[str, str], Alternative] = {}
-
-    def resolve(self, code: str) -> tuple[str, Alternative] | None:
-        for kind in ("bundle", "item"):  # a bundle code wins over an equal item code
-            alt = self.codes.get((kind, code))
-            if alt is not None:
-                return kind, alt
-        return None
-
-
-class CodeRegistered(Event, frozen=True):
-    code: str
-    kind: str
-    alternative: Alternative
-
-    def apply(self, c: CodeBook) -> None:
-        c.codes[(self.kind, self.code)] = self.alternative
-
-
-# -- Which shop products use a supplier (for re-routing and stock sync) -----------------------
-
-
-class SupplierIndex(Aggregate):
-    def __init__(self, id):  # noqa: A002
-        super().__init__(id)
-        self.products: set[tuple[str, str, str]] = set()
-
-
-class ProductUsesSupplier(Event, frozen=True):
-    platform: str
-    shop_id: str
-    product_id: str
-
-    def apply(self, i: SupplierIndex) -> None:
-        i.products.add((self.platform, self.shop_id, self.product_id))
-
-
-class ProductLeftSupplier(Event, frozen=True):
-    platform: str
-    shop_id: str
-    product_id: str
-
-    def apply(self, i: SupplierIndex) -> None:
-        i.products.discard((self.platform, self.shop_id, self.product_id))
-
-
-__all__ = [
-    "CodeBook",
-    "CodeRegistered",
-    "HoldRules",
-    "Merchant",
-    "MerchantSettingsChanged",
-    "MerchantTierSet",
-    "Offer",
-    "OfferPublished",
-    "OfferRenewed",
-    "PoolTerms",
-    "PriceBook",
-    "PriceSet",
-    "ProductLeftSupplier",
-    "ProductUsesSupplier",
-    "Shop",
-    "ShopRegistered",
-    "StockReleased",
-    "StockReported",
-    "StockReserved",
-    "StockShipped",
-    "Supplier",
-    "SupplierIndex",
-    "SupplierUpserted",
-]
+def _level(level: int | str | None) -> int:
+    """Rule RT8: a 1688 level as a number (`L2` or 2)."""
+    if level is None:
+        return 0
+    if isinstance(level, str):
+        digits = level.strip().upper().removeprefix("L")
+        if not digits.isdigit():
+            raise InvalidCommand(f"level: {level!r} is not a level like L2", "RT8")
+        return int(digits)
+    return int(level)

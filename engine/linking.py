@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from engine.base import Aggregate, Event, Value
 from engine.errors import InvalidCommand, LinkRefused
-from engine.values import Alternative, SkuLink
+from engine.values import SkuLink
 
 MAX_OFFERS = 10  # rule L1
 
@@ -31,21 +31,62 @@ class Link(Aggregate):
         self.rules: dict[str, StockRule] = {}
         self.published: dict[str, int] = {}
 
-    def resolve(self, sku_id: str | None, merchant_code: str | None) -> SkuLink | None:
-        """Which SKU entry serves an order line: by SKU id, then merchant code, then product level."""
+    # -- commands ---------------------------------------------------------------------------
+
+    def set(self, platform: str, shop_id: str, product_id: str, mode: str, skus: tuple[SkuLink, ...],
+            at: datetime) -> bool:
+        """Rules L1-L8: the whole desired link; False when it is the link already."""
+        check_link(mode, skus)
+        if self.linked and self.mode == mode and self.skus == skus:
+            return False
+        self.trigger(LinkSet, at, platform=platform, shop_id=shop_id, product_id=product_id, mode=mode,
+                     skus=skus, link_version=self.link_version + 1,
+                     changes=describe_changes(self.skus, skus, self.linked))
+        return True
+
+    def unlink(self, at: datetime) -> bool:
+        """Rule L8: unlinking is a link change too."""
+        if not self.linked:
+            return False
+        self.trigger(Unlinked, at, link_version=self.link_version + 1)
+        return True
+
+    def set_rule(self, platform: str, shop_id: str, product_id: str, sku_id: str, rule: StockRule,
+                 at: datetime) -> bool:
+        """Rule S2, per shop SKU."""
+        if self.rules.get(sku_id) == rule:
+            return False
+        self.trigger(StockRuleSet, at, platform=platform, shop_id=shop_id, product_id=product_id,
+                     sku_id=sku_id, rule=rule)
+        return True
+
+    def publish_stock(self, entry: SkuLink, sellable: int, at: datetime) -> None:
+        """Rules S2, S3: publish a shop SKU's stock only when the number changes."""
+        key = sku_key(entry)
+        stock = published_stock(sellable, self.rules.get(key, StockRule()))
+        if self.published.get(key) != stock:
+            self.trigger(StockPublished, at, platform=self.platform, shop_id=self.shop_id,
+                         product_id=self.product_id, sku_id=key, stock=stock, sellable=sellable)
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def entry_for(self, sku_id: str | None, merchant_code: str | None) -> tuple[SkuLink, str] | None:
+        """Rules L2, L7: the SKU entry matching a line by its SKU id, else by its merchant code."""
         if not self.linked:
             return None
-        product_level = None
         for entry in self.skus:
             if sku_id is not None and entry.sku_id == sku_id:
-                return entry
-            if entry.sku_id is None and entry.merchant_code is None:
-                product_level = entry
-        if merchant_code is not None:
-            for entry in self.skus:
-                if entry.sku_id is None and entry.merchant_code == merchant_code:
-                    return entry
-        return product_level
+                return entry, "sku"
+        for entry in self.skus:
+            if merchant_code is not None and entry.sku_id is None and entry.merchant_code == merchant_code:
+                return entry, "merchant_code"
+        return None
+
+    def product_entry(self) -> SkuLink | None:
+        """Rule L6: the product-level entry, for lines nothing else matched."""
+        if not self.linked:
+            return None
+        return next((e for e in self.skus if e.sku_id is None and e.merchant_code is None), None)
 
     def suppliers(self) -> set[str]:
         return {c.supplier_id for e in self.skus for a in e.alternatives for c in a.components}
@@ -201,5 +242,3 @@ def check_stock_rule(ratio: Decimal, min_stock: int) -> StockRule:
         raise InvalidCommand(f"min_stock: must be >= 0, got {min_stock}", "S2")
     return StockRule(ratio=ratio, min_stock=min_stock)
 
-
-__all__ = ["Alternative", "Link", "LinkSet", "StockPublished", "StockRule", "StockRuleSet", "Unlinked"]

@@ -1,42 +1,29 @@
-"""Orders, allocations and the per-product backlog of lines waiting to be routed."""
+"""The order: a consumer's purchase on a shop, its lines, and what reflow decided for them.
+
+It decides its own lifecycle (holds, reviews, after-sales, address changes, cancellation, shipment
+confirmation) and remembers which allocation carries which part of each line, so a bundle whose
+parts went to several suppliers (L4) is re-routed only for the parts that were stopped."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from decimal import Decimal
 
-from collections import Counter
-
 import msgspec
 
-from engine.base import Aggregate, Event, Value
+from engine.base import Aggregate
+from engine.errors import InvalidCommand, NotFound
+from engine.order_events import (
+    AddressChanged, AftersaleClosed, AftersaleOpened, AllocationEnded, OrderCancelled, OrderHeld,
+    OrderPlaced, OrderReferenced, OrderReleased, OrderRouted, OrderShipped, OrderShippedElsewhere,
+    ReviewChanged, ShippedDespiteIntercept,
+)
 from engine.policy import CandidateFacts, ComponentFacts, Decision, RoutingInput
-from engine.privacy import Recipient
-from engine.values import LineIn, Region
+from engine.values import AllocRef, Aftersale, LineIn, Package, Region, money
 
-# -- Order ------------------------------------------------------------------------------------
-
-
-class AllocRef(Value, frozen=True):
-    allocation_id: str
-    supplier_id: str
-    line_ids: tuple[str, ...]
-
-
-class Package(Value, frozen=True):
-    allocation_id: str
-    carrier: str
-    tracking_no: str
-    line_ids: tuple[str, ...]
-
-
-class Aftersale(Value, frozen=True):
-    aftersale_id: str
-    kind: str
-    line_id: str | None
-    post_shipment: bool
-    open: bool = True
-    outcome: str | None = None
+AFTERSALE_KINDS = ("refund", "return", "exchange")
+AFTERSALE_OUTCOMES = ("refunded", "rejected", "withdrawn")
 
 
 class Order(Aggregate):
@@ -69,6 +56,87 @@ class Order(Aggregate):
         self.parts: dict[str, list[tuple[str, int, ComponentFacts]]] = {}  # allocation -> (line, alt, part)
         self.whole: dict[tuple[str, int], CandidateFacts] = {}  # (line, alternative) routed whole
 
+    # -- commands ---------------------------------------------------------------------------
+
+    def reference(self, platform: str, shop_id: str, order_id: str, at: datetime) -> None:
+        """A fact about the order arrived before the order itself: keep it until the order comes."""
+        if not self.version:
+            self.trigger(OrderReferenced, at, platform=platform, shop_id=shop_id, order_id=order_id)
+
+    def place(self, at: datetime, **fields: object) -> None:
+        self.trigger(OrderPlaced, at, **fields)
+
+    def hold(self, reason: str, at: datetime) -> None:
+        """Rule I6: held for the merchant's review."""
+        self.trigger(OrderHeld, at, reason=reason)
+
+    def record_route(self, inp: RoutingInput, decision: Decision, refs: tuple[AllocRef, ...], trigger: str,
+                     at: datetime) -> None:
+        """Rule RT6: the decision with everything it was made from."""
+        self.trigger(OrderRouted, at, input=inp, decision=decision, allocations=refs, trigger=trigger)
+
+    def release(self, at: datetime) -> None:
+        """Rules I5, I6: released by hand."""
+        if self.held or "withheld" in self.route.values():
+            self.trigger(OrderReleased, at)
+
+    def review(self, under_review: bool, reason: str | None, at: datetime) -> bool:
+        """Rule RT4; False when the review state does not change."""
+        if self.under_review == under_review:
+            return False
+        self.trigger(ReviewChanged, at, under_review=under_review, reason=reason)
+        return True
+
+    def cancel(self, at: datetime) -> None:
+        self.trigger(OrderCancelled, at)
+
+    def ship_elsewhere(self, carrier: str | None, tracking_no: str | None, at: datetime) -> None:
+        """Rule L10: shipped by other means; never routed again."""
+        self.trigger(OrderShippedElsewhere, at, carrier=carrier, tracking_no=tracking_no)
+
+    def open_aftersale(self, aftersale_id: str, kind: str, line_id: str | None, post_shipment: bool,
+                       at: datetime) -> None:
+        if line_id is not None and self.placed and line_id not in self.lines:
+            raise InvalidCommand(f"line_id: order {self.order_id} has no line {line_id!r}", "I1")
+        self.trigger(AftersaleOpened, at, aftersale_id=aftersale_id, kind=kind, line_id=line_id,
+                     post_shipment=post_shipment)
+
+    def close_aftersale(self, aftersale_id: str, outcome: str, at: datetime) -> bool:
+        """Rule RT4: the line may be routed again; False when it was closed already."""
+        if aftersale_id not in self.aftersales:
+            raise NotFound(f"aftersale_id: {aftersale_id!r} was never opened on order {self.order_id}")
+        if not self.aftersales[aftersale_id].open:
+            return False
+        self.trigger(AftersaleClosed, at, aftersale_id=aftersale_id, outcome=outcome)
+        return True
+
+    def change_address(self, region: Region, sealed: bytes, at: datetime) -> bool:
+        """Rule I4: the newer address wins; an older change arriving late changes nothing."""
+        if self.address_changed_at is not None and at < self.address_changed_at:
+            return False
+        if self.placed and self.placed_at and at < self.placed_at:
+            return False
+        self.trigger(AddressChanged, at, region=region, sealed_buyer=sealed)
+        return True
+
+    def allocation_ended(self, allocation_id: str, how: str, reason: str, by_merchant: bool,
+                         at: datetime) -> None:
+        self.trigger(AllocationEnded, at, allocation_id=allocation_id, how=how, reason=reason,
+                     by_merchant=by_merchant)
+
+    def shipped_despite_intercept(self, ref: AllocRef, at: datetime) -> None:
+        """Rule I8 `too_late`: the parcel went out; the return is an after-sale after shipment."""
+        self.trigger(ShippedDespiteIntercept, at, ref=ref)
+        for line_id in ref.line_ids:
+            self.trigger(AftersaleOpened, at, aftersale_id=f"{ref.allocation_id}-too-late-{line_id}",
+                         kind="return", line_id=line_id, post_shipment=True)
+
+    def confirm_shipment(self, packages: tuple[Package, ...], at: datetime) -> None:
+        """Rule T2: one package per allocation, confirmed to the shop."""
+        self.trigger(OrderShipped, at, packages=packages)
+
+    # -- queries ----------------------------------------------------------------------------
+
     @property
     def amount(self) -> Decimal:
         return sum((line.unit_price * line.qty for line in self.lines.values()), Decimal(0))
@@ -87,7 +155,7 @@ class Order(Aggregate):
             return "allocated"
         return "partially_allocated" if allocated else "unrouted"
 
-    def open_aftersale(self, line_id: str | None = None) -> bool:
+    def has_open_aftersale(self, line_id: str | None = None) -> bool:
         return any(
             a.open and (line_id is None or a.line_id in (None, line_id))
             for a in self.aftersales.values()
@@ -143,7 +211,7 @@ class Order(Aggregate):
             line
             for line_id, line in self.lines.items()
             if self.route.get(line_id) in ("unrouted", "unroutable")
-            and not self.open_aftersale(line_id)
+            and not self.has_open_aftersale(line_id)
             and not self.refunded(line_id)
         ]
 
@@ -154,343 +222,31 @@ class Order(Aggregate):
         )
 
 
-class OrderReferenced(Event, frozen=True):
-    """A fact about an order arrived before the order itself (platforms send such)."""
-
-    platform: str
-    shop_id: str
-    order_id: str
-
-    def apply(self, o: Order) -> None:
-        o.platform, o.shop_id, o.order_id = self.platform, self.shop_id, self.order_id
-
-
-class OrderPlaced(Event, frozen=True):
-    platform: str
-    shop_id: str
-    order_id: str
-    merchant_id: str
-    lines: tuple[LineIn, ...]
-    region: Region
-    sealed_buyer: bytes
-    channel: str | None = None
-    sealed_remark: bytes | None = None
-
-    def apply(self, o: Order) -> None:
-        o.platform, o.shop_id, o.order_id = self.platform, self.shop_id, self.order_id
-        o.merchant_id, o.channel, o.placed, o.placed_at = self.merchant_id, self.channel, True, self.at
-        o.lines = {line.line_id: line for line in self.lines}
-        o.route = {line.line_id: "unrouted" for line in self.lines}
-        if o.address_changed_at is None or o.address_changed_at < self.at:
-            o.region, o.sealed = self.region, self.sealed_buyer
-
-
-class OrderRouted(Event, frozen=True):
-    """A routing decision with everything it was made from (rule RT6)."""
-
-    input: RoutingInput
-    decision: Decision
-    allocations: tuple[AllocRef, ...]
-    trigger: str
-
-    def apply(self, o: Order) -> None:
-        o.decisions += 1
-        facts = {lf.line_id: lf for lf in self.input.lines}
-        for line in self.decision.lines:
-            if line.chosen is not None:
-                chosen = next(c for c in facts[line.line_id].candidates if c.index == line.chosen)
-                if not o.live_parts(line.line_id):  # routed whole; else only its missing parts
-                    o.need[line.line_id] = o.whole[(line.line_id, chosen.index)] = chosen
-                for comp in chosen.components:
-                    ref = next((r for r in self.allocations if r.supplier_id == comp.supplier_id
-                                and line.line_id in r.line_ids), None)
-                    if ref is not None:
-                        o.parts.setdefault(ref.allocation_id, []).append((line.line_id, chosen.index, comp))
-                o.route[line.line_id] = "allocated"
-                o.unroutable.pop(line.line_id, None)
-            elif line.unroutable is not None:
-                o.route[line.line_id] = "unroutable"
-                o.unroutable[line.line_id] = line.unroutable
-        for ref in self.allocations:
-            o.allocations[ref.allocation_id] = ref
-
-
-class OrderHeld(Event, frozen=True):
-    """Held for review by a merchant interception rule (rule I6)."""
-
-    reason: str
-
-    def apply(self, o: Order) -> None:
-        o.held = self.reason
-
-
-class OrderReleased(Event, frozen=True):
-    def apply(self, o: Order) -> None:
-        o.held = None
-        for line_id, state in o.route.items():
-            if state == "withheld":
-                o.route[line_id] = "unrouted"
-
-
-class ReviewChanged(Event, frozen=True):
-    under_review: bool
-    reason: str | None = None
-
-    def apply(self, o: Order) -> None:
-        o.under_review = self.under_review
-
-
-class AllocationEnded(Event, frozen=True):
-    """One of the order's allocations was intercepted or cancelled; its lines wait again."""
-
-    allocation_id: str
-    how: str
-    reason: str
-    by_merchant: bool = False
-    """Cancelled by hand (I5): its lines wait for the merchant's release, not for re-routing."""
-
-    def apply(self, o: Order) -> None:
-        ref = o.allocations.pop(self.allocation_id, None)
-        o.ended[self.allocation_id] = self.how
-        if ref is not None:
-            for line_id in ref.line_ids:
-                o.route[line_id] = "withheld" if self.by_merchant else "unrouted"
-
-
-class ShippedDespiteIntercept(Event, frozen=True):
-    """Rule I8 `too_late`: the stopped allocation's parcel went out; it covers its lines again."""
-
-    ref: AllocRef
-
-    def apply(self, o: Order) -> None:
-        o.allocations[self.ref.allocation_id] = self.ref
-        o.ended.pop(self.ref.allocation_id, None)
-        for lid, index, _ in o.parts.get(self.ref.allocation_id, ()):
-            need = o.need.get(lid)
-            if need is not None and need.index != index and (lid, index) in o.whole:
-                o.need[lid] = o.whole[(lid, index)]  # the line is served by this parcel's alternative
-        for line_id in self.ref.line_ids:
-            if o.missing(line_id) is None or o.covered(line_id):
-                o.route[line_id] = "allocated"
-
-
-class AftersaleOpened(Event, frozen=True):
-    aftersale_id: str
-    kind: str
-    line_id: str | None
-    post_shipment: bool
-
-    def apply(self, o: Order) -> None:
-        o.aftersales[self.aftersale_id] = Aftersale(
-            aftersale_id=self.aftersale_id, kind=self.kind, line_id=self.line_id,
-            post_shipment=self.post_shipment,
-        )
-
-
-class AftersaleClosed(Event, frozen=True):
-    aftersale_id: str
-    outcome: str
-
-    def apply(self, o: Order) -> None:
-        a = o.aftersales[self.aftersale_id]
-        o.aftersales[self.aftersale_id] = Aftersale(
-            aftersale_id=a.aftersale_id, kind=a.kind, line_id=a.line_id,
-            post_shipment=a.post_shipment, open=False, outcome=self.outcome,
-        )
-
-
-class AddressChanged(Event, frozen=True):
-    region: Region
-    sealed_buyer: bytes
-
-    def apply(self, o: Order) -> None:
-        o.region, o.sealed, o.address_changed_at = self.region, self.sealed_buyer, self.at
-
-
-class OrderCancelled(Event, frozen=True):
-    def apply(self, o: Order) -> None:
-        o.cancelled = True
-
-
-class OrderShipped(Event, frozen=True):
-    """Shipment confirmed to the shop, one package per allocation (rule T2)."""
-
-    packages: tuple[Package, ...]
-
-    def apply(self, o: Order) -> None:
-        o.shipped = True
-        o.packaged.update(p.allocation_id for p in self.packages)
-
-
-class OrderShippedElsewhere(Event, frozen=True):
-    """The shop reports the order shipped by other means (the merchant sent it himself, rule L10)."""
-
-    carrier: str | None = None
-    tracking_no: str | None = None
-
-    def apply(self, o: Order) -> None:
-        o.shipped = o.shipped_elsewhere = True
-
-
 def _part_key(comp: ComponentFacts) -> tuple[str, str, str]:
     return (comp.supplier_id, comp.offer_id, comp.supplier_sku_id)
 
 
-# -- Allocation -------------------------------------------------------------------------------
 
 
-class AllocLine(Value, frozen=True):
-    line_id: str
-    offer_id: str
-    supplier_sku_id: str
-    title: str
-    spec: str
-    qty: int
-    unit_cost: Decimal | None
-    amount: Decimal | None
-    product_id: str = ""
-    link_version: int | None = None
+def check_order_lines(lines: tuple[LineIn, ...]) -> None:
+    """An order has lines, each with a quantity, a price, and an id of its own."""
+    if not lines:
+        raise InvalidCommand("lines: an order has at least one line")
+    seen: set[str] = set()
+    for i, line in enumerate(lines):
+        if line.qty < 1:
+            raise InvalidCommand(f"lines[{i}].qty: must be >= 1, got {line.qty}")
+        money(f"lines[{i}].unit_price", line.unit_price)
+        if line.line_id in seen:
+            raise InvalidCommand(f"lines[{i}].line_id: {line.line_id!r} appears twice")
+        seen.add(line.line_id)
 
 
-class Allocation(Aggregate):
-    def __init__(self, id):  # noqa: A002
-        super().__init__(id)
-        self.allocation_id = self.supplier_id = ""
-        self.platform = self.shop_id = self.order_id = ""
-        self.status = "active"
-        self.lines: tuple[AllocLine, ...] = ()
-        self.allocated_at: datetime | None = None
-        self.ship_by: datetime | None = None
-        self.carrier: str | None = None
-        self.tracking_no: str | None = None
-        self.tracked_at: datetime | None = None
-        self.intercepted_at: datetime | None = None
-        self.intercept_reason: str | None = None
-        self.answer: str | None = None
-        self.loss_risks = 0
-        self.loss_risk_parcels: set[tuple[str, str]] = set()  # (carrier, tracking_no) seen after a stop
-
-    @property
-    def line_ids(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(line.line_id for line in self.lines))
-
-    @property
-    def stopped(self) -> bool:
-        return self.status in ("intercepted", "cancelled")
+def check_aftersale(kind: str) -> None:
+    if kind not in AFTERSALE_KINDS:
+        raise InvalidCommand(f"kind: must be refund, return or exchange, got {kind!r}", "I1")
 
 
-class Allocated(Event, frozen=True):
-    allocation_id: str
-    platform: str
-    shop_id: str
-    order_id: str
-    merchant_id: str
-    supplier_id: str
-    lines: tuple[AllocLine, ...]
-    recipient: Recipient
-    recipient_token: str
-    ship_by: datetime
-    channel: str | None = None
-    trigger: str = "placed"
-
-    def apply(self, a: Allocation) -> None:
-        a.allocation_id, a.supplier_id = self.allocation_id, self.supplier_id
-        a.platform, a.shop_id, a.order_id = self.platform, self.shop_id, self.order_id
-        a.lines, a.allocated_at, a.ship_by = self.lines, self.at, self.ship_by
-
-
-class InterceptRequested(Event, frozen=True):
-    """The supplier is told to stop (rules I1, I4); it answers with I8."""
-
-    reason: str
-
-    def apply(self, a: Allocation) -> None:
-        a.status, a.intercepted_at, a.intercept_reason = "intercepted", self.at, self.reason
-
-
-class AllocationCancelled(Event, frozen=True):
-    """Cancelled by the merchant (I5) or by a review (I3); the supplier is told to stop."""
-
-    reason: str
-
-    def apply(self, a: Allocation) -> None:
-        a.status, a.intercepted_at, a.intercept_reason = "cancelled", self.at, self.reason
-
-
-class InterceptAnswered(Event, frozen=True):
-    """Rule I8: `stopped`, or `too_late` with the tracking number of the parcel already sent."""
-
-    outcome: str
-    carrier: str | None = None
-    tracking_no: str | None = None
-
-    def apply(self, a: Allocation) -> None:
-        a.answer = self.outcome
-        if self.outcome == "too_late":
-            a.status, a.carrier, a.tracking_no, a.tracked_at = (
-                "shipped", self.carrier, self.tracking_no, self.at,
-            )
-
-
-class TrackingUploaded(Event, frozen=True):
-    carrier: str
-    tracking_no: str
-    late: bool
-
-    def apply(self, a: Allocation) -> None:
-        a.status, a.carrier, a.tracking_no, a.tracked_at = "tracked", self.carrier, self.tracking_no, self.at
-
-
-class LossRiskRecorded(Event, frozen=True):
-    """Rule I7: tracking came for a stopped allocation; the supplier may have shipped anyway."""
-
-    carrier: str
-    tracking_no: str
-    reason: str
-
-    def apply(self, a: Allocation) -> None:
-        a.loss_risks += 1
-        a.loss_risk_parcels.add((self.carrier, self.tracking_no))
-
-
-class AllocationShipped(Event, frozen=True):
-    def apply(self, a: Allocation) -> None:
-        a.status = "shipped"
-
-
-# -- Backlog per shop product (rules RT3, L10) -------------------------------------------------
-
-
-class Parked(Value, frozen=True):
-    order_id: str
-    reason: str
-    placed_at: datetime
-    suppliers: tuple[str, ...] = ()
-
-
-class Backlog(Aggregate):
-    """Orders of one shop product with lines waiting: `no_link` ones wait for pull pre-link (L10),
-    the others are re-routed when stock, a supplier, an offer or the link changes (RT3)."""
-
-    def __init__(self, id):  # noqa: A002
-        super().__init__(id)
-        self.platform = self.shop_id = self.product_id = ""
-        self.waiting: dict[str, Parked] = {}
-
-
-class LinesParked(Event, frozen=True):
-    platform: str
-    shop_id: str
-    product_id: str
-    entry: Parked
-
-    def apply(self, b: Backlog) -> None:
-        b.platform, b.shop_id, b.product_id = self.platform, self.shop_id, self.product_id
-        b.waiting[self.entry.order_id] = self.entry
-
-
-class LinesUnparked(Event, frozen=True):
-    order_id: str
-
-    def apply(self, b: Backlog) -> None:
-        b.waiting.pop(self.order_id, None)
+def check_outcome(outcome: str) -> None:
+    if outcome not in AFTERSALE_OUTCOMES:
+        raise InvalidCommand(f"outcome: must be refunded, rejected or withdrawn, got {outcome!r}")

@@ -102,10 +102,19 @@ def cost_of(c: CandidateFacts) -> Decimal | None:
 
 
 def _stock(c: CandidateFacts, used: dict[tuple[str, str, str], int]) -> int:
-    """How many of the shop SKU this candidate could make now (a bundle: its scarcest part)."""
-    return min(
-        (comp.available - used.get(_key(comp), 0)) // comp.qty for comp in c.components
-    )
+    """How many of the shop SKU this candidate could make now (a bundle: its scarcest part; a
+    supplier SKU named twice in one bundle counts both)."""
+    return min((avail - used.get(key, 0)) // qty for key, (avail, qty, _) in _per_sku(c).items())
+
+
+def _per_sku(c: CandidateFacts) -> dict[tuple[str, str, str], tuple[int, int, int]]:
+    """Per supplier SKU of a candidate: (available, reflow qty, units needed), summed over the
+    components that name it (rules L4, RT7)."""
+    out: dict[tuple[str, str, str], tuple[int, int, int]] = {}
+    for comp in c.components:
+        _, qty, need = out.get(_key(comp), (0, 0, 0))
+        out[_key(comp)] = (comp.available, qty + comp.qty, need + comp.need)
+    return out
 
 
 def _key(comp: ComponentFacts) -> tuple[str, str, str]:
@@ -122,7 +131,7 @@ def _ineligible(c: CandidateFacts, province: str, used: dict) -> str | None:
         return "not_served"
     if not all(comp.in_pool for comp in c.components):
         return "not_in_pool"
-    if any(comp.available - used.get(_key(comp), 0) < comp.need for comp in c.components):
+    if any(avail - used.get(key, 0) < need for key, (avail, _, need) in _per_sku(c).items()):
         return "out_of_stock"
     return None
 

@@ -72,3 +72,23 @@ def recipient_token(key: bytes, order_key: str, sealed: bytes) -> str:
     address (rule I4) yields a new token."""
     digest = hmac.new(key, order_key.encode() + b"\x1f" + sealed, hashlib.sha256).hexdigest()
     return "rt_" + digest[:32]
+
+
+class Keys:
+    """What seals consumer data (P2) and makes recipient tokens (P1), and whose shops are whose.
+
+    Built by the application from its cipher key; handed to every unit of work."""
+
+    def __init__(self, cipher: Cipher, key: str, default_merchant: str = "default") -> None:
+        self.cipher = cipher
+        self.token_key = hashlib.sha256(b"reflow-recipient-token\x1f" + key.encode()).digest()
+        self.default_merchant = default_merchant
+
+    def seal(self, buyer: Buyer) -> bytes:
+        return seal(self.cipher, buyer)
+
+    def unseal(self, sealed: bytes) -> Buyer:
+        return unseal(self.cipher, sealed)
+
+    def encrypt(self, text: str) -> bytes:
+        return self.cipher.encrypt(text.encode())

@@ -6,8 +6,10 @@ from decimal import Decimal
 from typing import Literal
 
 from engine.base import Value
+from engine.errors import InvalidCommand
 
 PLATFORMS = ("douyin", "kuaishou", "taobao", "tmall", "pinduoduo", "weigong")
+SHIP_WITHIN_HOURS = (24, 48)  # rule T3
 
 UnroutableReason = Literal["no_link", "out_of_stock", "supplier_inactive", "sku_off_shelf"]
 
@@ -100,3 +102,54 @@ class MerchantSettings(Value, frozen=True):
     source_pool: bool = False
     split_tolerance: Decimal = Decimal("0")
     holds: HoldRules = HoldRules()
+
+
+class PoolTerms(Value, frozen=True):
+    """Offer-side source-pool terms (rule RT8)."""
+
+    dropship_free_shipping: bool = False
+    returns_7d: bool = False
+    growth_score: int = 0
+
+
+def money(field: str, value: object) -> Decimal:
+    """A money or ratio value given as a decimal (string); never a float (CONTRACT section 1)."""
+    if isinstance(value, (float, bool)):
+        raise InvalidCommand(f"{field}: must be a decimal string, got a {type(value).__name__}")
+    try:
+        d = Decimal(value)  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001
+        raise InvalidCommand(f"{field}: {value!r} is not a decimal number") from None
+    if not d.is_finite() or d < 0:
+        raise InvalidCommand(f"{field}: must be a finite number >= 0, got {value!r}")
+    return d
+
+
+def check_platform(platform: str) -> None:
+    if platform not in PLATFORMS:
+        raise InvalidCommand(f"platform: {platform!r} is not one of {', '.join(PLATFORMS)}")
+
+
+# -- an order's allocations and packages ------------------------------------------------------
+
+
+class AllocRef(Value, frozen=True):
+    allocation_id: str
+    supplier_id: str
+    line_ids: tuple[str, ...]
+
+
+class Package(Value, frozen=True):
+    allocation_id: str
+    carrier: str
+    tracking_no: str
+    line_ids: tuple[str, ...]
+
+
+class Aftersale(Value, frozen=True):
+    aftersale_id: str
+    kind: str
+    line_id: str | None
+    post_shipment: bool
+    open: bool = True
+    outcome: str | None = None

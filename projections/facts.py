@@ -13,29 +13,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from engine.catalog import MerchantTierSet, PriceSet, SupplierUpserted
-from engine.orders import (
-    AftersaleClosed,
-    AftersaleOpened,
-    Allocated,
-    AllocationCancelled,
-    AllocationEnded,
-    AllocationShipped,
-    InterceptAnswered,
-    InterceptRequested,
-    LossRiskRecorded,
-    OrderCancelled,
-    OrderHeld,
-    OrderPlaced,
-    OrderReferenced,
-    OrderReleased,
-    OrderRouted,
-    OrderShipped,
-    OrderShippedElsewhere,
-    ReviewChanged,
-    ShippedDespiteIntercept,
-    TrackingUploaded,
-)
+from engine.catalog import MerchantTierSet, SupplierUpserted
+from engine.merchants import PriceSet
+from engine.allocations import Allocated, AllocationCancelled, AllocationShipped, InterceptAnswered, InterceptRequested, LossRiskRecorded, TrackingUploaded
+from engine.order_events import AftersaleClosed, AftersaleOpened, AllocationEnded, OrderCancelled, OrderHeld, OrderPlaced, OrderReferenced, OrderReleased, OrderRouted, OrderShipped, OrderShippedElsewhere, ReviewChanged, ShippedDespiteIntercept
 from projections.schema import ARROW_SCHEMAS, TABLES
 from projections.statements import StatementIssued
 

@@ -19,6 +19,18 @@ and `close` publish at the end. With `reflow serve` calling `run_once` every 1-2
 see is at most ~4 s behind the event store. The price: each publish copies the whole file (a few
 hundred MB/s; a 1 GB projection costs about a second per publish), which is why it is throttled.
 
+One writer per file, two locks. A snapshot is only whole if nobody but this runner writes the
+working file. (1) Before anything else the runner takes `<path>.lock` with `flock` (exclusive,
+non-blocking) and writes its pid and owner there; a second runner on the same file, in any
+process, is refused with `ProjectionBusy` naming the holder. flock locks belong to the open file
+description, so nothing else the process opens or closes can drop them. (2) DuckDB's own lock on
+the working file is a POSIX record lock, which the kernel drops as soon as the process closes
+*any* handle of that file: publishing with `shutil.copyfile(work, tmp)` did exactly that, after
+which any process (`reflow statement`, a second serve) could open the working file for writing
+beside the runner and the next snapshots were torn (issue 19). So the runner opens one read-only
+descriptor of the working file right after DuckDB, copies from it with positional reads
+(`copy_file_range`), and closes it only after DuckDB has closed the file.
+
     runner = ProjectionRunner(app, "reflow-data/reflow.duckdb")
     while serving:
         runner.run_once()   # cheap when nothing is new: one `select_notifications` query
@@ -27,10 +39,12 @@ hundred MB/s; a 1 GB projection costs about a second per publish), which is why 
 
 from __future__ import annotations
 
+import fcntl
 import os
-import shutil
+import sys
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +53,72 @@ from eventsourcing.persistence import Notification
 
 from engine.base import decode_event
 from projections.facts import HANDLERS, Batch
-from projections.schema import SCHEMA_VERSION, TABLES, VIEWS, ddl
+from projections.schema import RUNNER_TABLE, SCHEMA_VERSION, TABLES, VIEWS, ddl
 
 
 class ProjectionOutdated(RuntimeError):
     """The working file was made by another schema version: run `reflow rebuild`."""
 
 
+class ProjectionBusy(RuntimeError):
+    """Another projection runner (or another DuckDB writer) holds the projection; one line."""
+
+
+class RunnerLock:
+    """The exclusive right to run the projection of one DuckDB file: `flock` on `<path>.lock`.
+
+    The lock file holds the holder's pid and owner, for the refusal. It is never deleted (deleting
+    a flock file races with the next taker); the kernel releases the lock when its holder exits,
+    however it exits."""
+
+    def __init__(self, duckdb_path: str | os.PathLike, owner: str | None = None, *, wait: float = 0.0) -> None:
+        self.target = Path(duckdb_path)
+        self.path = self.target.with_name(self.target.name + ".lock")
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 500, 0).decode(errors="replace").strip()
+                    os.close(fd)
+                    pid, _, who = holder.partition(" ")
+                    named = f"pid {pid} ({who})" if pid.isdigit() else "a process that did not say who it is"
+                    raise ProjectionBusy(
+                        f"{self.target}: another projection runner holds it: {named}; one runner per DuckDB "
+                        "file: stop that one, or give this one its own --duckdb") from None
+                time.sleep(0.1)
+            except BaseException:
+                os.close(fd)
+                raise
+        # Never the whole command line: it may carry a store URL with a password.
+        self.owner = owner or (Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {self.owner}\n".encode(), 0)
+        self.fd: int | None = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.ftruncate(fd, 0)
+            os.close(fd)  # releases the flock
+
+
 class ProjectionRunner:
     publish_interval = 2.0
 
     def __init__(self, app: Any, duckdb_path: str | os.PathLike, *, batch: int = 5000,
-                 work_path: str | os.PathLike | None = None, publish: bool = True) -> None:
-        from eventsourcing.utils import get_topic
+                 work_path: str | os.PathLike | None = None, publish: bool = True,
+                 owner: str | None = None, wait: float = 0.0, runner_lock: RunnerLock | None = None,
+                 status: dict[str, Any] | None = None) -> None:
+        """Take the runner lock (`ProjectionBusy` naming the holder, after waiting up to `wait`
+        seconds; or take over `runner_lock`, already held), open the working file, create or check
+        its schema. `status` (restarts, last_error, last_error_at: what serve's supervisor knows)
+        goes into the `projection_status` view with this runner's pid and owner."""
+        from engine.base import topics_of
 
         self.app = app
         self.path = Path(duckdb_path)
@@ -59,12 +126,27 @@ class ProjectionRunner:
         self.batch = batch
         self.lock = threading.RLock()
         self._publishing = publish
-        self._topics = {get_topic(cls): cls for cls in HANDLERS}
+        self._topics = {topic: cls for cls in HANDLERS for topic in topics_of(cls)}
         self._mapper = app.mapper
         self._plain = not (getattr(self._mapper, "cipher", None) or getattr(self._mapper, "compressor", None))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.connection = duckdb.connect(str(self.work_path))
-        self._prepare()
+        self.runner_lock = runner_lock or RunnerLock(self.path, owner, wait=wait)
+        self.owner = self.runner_lock.owner
+        self.connection: Any = None
+        self._fd: int | None = None
+        try:
+            try:
+                self.connection = duckdb.connect(str(self.work_path))
+            except duckdb.IOException as e:  # a DuckDB client that is not a runner holds it
+                raise ProjectionBusy(f"{self.work_path}: another process holds the projection (is `reflow serve` "
+                                     f"running? stop it first): {str(e).splitlines()[0]}") from None
+            # The descriptor publish() copies from: opened once, closed only after DuckDB closed the
+            # file (closing a handle of the file would drop DuckDB's POSIX lock on it; module docstring).
+            self._fd = os.open(self.work_path, os.O_RDONLY | os.O_CLOEXEC)
+            self._prepare()
+            self._record_runner(status or {})
+        except BaseException:
+            self._release()
+            raise
         self.position = self.connection.execute("SELECT pos FROM facts.position").fetchone()[0]
         # A previous process may have committed to the working file after its last publish (it was
         # killed, or stopped between publishes): publish on the first run, so the analysts' file
@@ -92,9 +174,20 @@ class ProjectionRunner:
             con.commit()
         else:  # views are derived: refresh them, so a view fix needs no rebuild
             con.begin()
+            con.execute(RUNNER_TABLE)  # not a fact: added without a rebuild
             for statement in VIEWS:
                 con.execute(statement)
             con.commit()
+
+    def _record_runner(self, status: dict[str, Any]) -> None:
+        """Who runs the projection, and what serve's supervisor knows (`projection_status`)."""
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        at = status.get("last_error_at")
+        if isinstance(at, datetime) and at.tzinfo is not None:
+            at = at.astimezone(timezone.utc).replace(tzinfo=None)
+        self.connection.execute(
+            "INSERT OR REPLACE INTO facts.runner VALUES (1, ?, ?, ?, ?, ?, ?)",
+            [os.getpid(), self.owner, now, int(status.get("restarts") or 0), status.get("last_error"), at])
 
     # -- reading and applying ---------------------------------------------------------------
 
@@ -181,7 +274,11 @@ class ProjectionRunner:
             self.connection.execute("CHECKPOINT")
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             try:
-                shutil.copyfile(self.work_path, tmp)
+                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+                try:
+                    _copy(self._fd, out, os.fstat(self._fd).st_size)
+                finally:
+                    os.close(out)  # a handle of the temporary file, not of the working file
                 os.replace(tmp, self.path)
             finally:
                 tmp.unlink(missing_ok=True)
@@ -192,16 +289,50 @@ class ProjectionRunner:
         with self.lock:
             if self.connection is None:
                 return
-            if self._dirty:
-                self.publish()
-            self.connection.close()
-            self.connection = None  # type: ignore[assignment]
+            try:
+                if self._dirty:
+                    self.publish()
+            finally:
+                self._release()
+
+    def _release(self) -> None:
+        """DuckDB first, then the descriptor publish() reads, then the runner lock."""
+        try:
+            if self.connection is not None:
+                self.connection.close()
+        finally:
+            self.connection = None
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                os.close(fd)
+            self.runner_lock.release()
 
     def __enter__(self) -> ProjectionRunner:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _copy(src: int, dst: int, size: int) -> None:
+    """Copy `size` bytes from the start of `src` to `dst` with positional reads: `src`'s offset is
+    never used, and no other handle of its file is opened."""
+    done = 0
+    try:
+        while done < size:
+            n = os.copy_file_range(src, dst, size - done, done, done)
+            if n == 0:
+                break
+            done += n
+    except OSError:  # a file system without copy_file_range: read and write
+        while done < size:
+            chunk = os.pread(src, min(size - done, 1 << 20), done)
+            if not chunk:
+                break
+            os.pwrite(dst, chunk, done)
+            done += len(chunk)
+    if done != size:
+        raise OSError(f"publish: copied {done} of {size} bytes of the working file")
 
 
 class _Progress:

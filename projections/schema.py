@@ -83,11 +83,18 @@ ARROW_SCHEMAS = {
 }
 
 
+# Who runs the projection (one row): its pid and owner, and what serve's supervisor knows about
+# the projection process (restarts since serve started, the last failure). Not a fact: rewritten
+# by every runner at start, so it is created without a schema version change.
+RUNNER_TABLE = ("CREATE TABLE IF NOT EXISTS facts.runner (id INTEGER PRIMARY KEY, pid INTEGER, owner VARCHAR, "
+                "started_at TIMESTAMP, restarts INTEGER, last_error VARCHAR, last_error_at TIMESTAMP)")
+
+
 def ddl() -> list[str]:
     out = ["CREATE SCHEMA IF NOT EXISTS facts",
            "CREATE TABLE IF NOT EXISTS facts.meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
            "CREATE TABLE IF NOT EXISTS facts.position (id INTEGER PRIMARY KEY, pos BIGINT NOT NULL, "
-           "events BIGINT NOT NULL, updated_at TIMESTAMP)"]
+           "events BIGINT NOT NULL, updated_at TIMESTAMP)", RUNNER_TABLE]
     for name, cols in TABLES.items():
         body = ", ".join(f"{col} {_T[kind][0]}" for col, kind in cols)
         out.append(f"CREATE TABLE IF NOT EXISTS facts.{name} ({body})")
@@ -299,6 +306,9 @@ VIEWS = [
     FROM facts.statements""",
     """CREATE OR REPLACE VIEW statement_lines AS SELECT * FROM facts.statement_lines""",
     """CREATE OR REPLACE VIEW statement_apart AS SELECT * FROM facts.statement_apart""",
+    # position and events first: the reliability harness compares those two with a rebuild.
     """CREATE OR REPLACE VIEW projection_status AS
-    SELECT pos AS position, events, updated_at FROM facts.position""",
+    SELECT p.pos AS position, p.events, p.updated_at, r.pid AS runner_pid, r.owner AS runner,
+      r.started_at AS runner_started_at, coalesce(r.restarts, 0) AS restarts, r.last_error, r.last_error_at
+    FROM facts.position p LEFT JOIN facts.runner r ON r.id = 1""",
 ]

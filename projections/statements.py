@@ -263,11 +263,16 @@ def money(d: Decimal) -> Decimal:
 
 @contextmanager
 def _opened(app: Any, runner_or_db: Any) -> Iterator[Any]:
-    """The caller's runner; or a runner of our own on the path; or, when another process (serve)
-    holds the working file, a private copy of the published snapshot brought up to date."""
+    """The caller's runner; or a runner of our own on the path, when no other runner has it (it
+    publishes the statement to the analysts' file itself); or, when another process runs the
+    projection (`reflow serve`), a private copy of the published snapshot, caught up from the event
+    store to its head. The statement is then computed at the store's head, as the serving runner
+    would compute it, however far its last publish lags; the serving runner picks the issued
+    statement up from the store like any event. The working file of the other process is never
+    opened (issue 19: one writer per file)."""
     import duckdb
 
-    from projections.runner import ProjectionRunner
+    from projections.runner import ProjectionBusy, ProjectionRunner
 
     if isinstance(runner_or_db, ProjectionRunner):
         yield runner_or_db
@@ -275,12 +280,13 @@ def _opened(app: Any, runner_or_db: Any) -> Iterator[Any]:
     path = Path(runner_or_db)
     tmp = None
     try:
-        runner = ProjectionRunner(app, path)
-    except duckdb.IOException:
+        runner = ProjectionRunner(app, path, owner="reflow statement")
+    except (ProjectionBusy, duckdb.IOException):
         tmp = Path(tempfile.mkdtemp(prefix="reflow-statement-"))
-        if path.exists():
+        if path.exists():  # a published snapshot: replaced atomically, never written in place
             shutil.copyfile(path, tmp / "work.duckdb")
-        runner = ProjectionRunner(app, tmp / "snapshot.duckdb", work_path=tmp / "work.duckdb", publish=False)
+        runner = ProjectionRunner(app, tmp / "snapshot.duckdb", work_path=tmp / "work.duckdb", publish=False,
+                                  owner="reflow statement (private copy)")
     try:
         yield runner
     finally:

@@ -16,12 +16,9 @@ from typing import Any
 from engine import ids
 from engine.base import Event
 from engine.errors import NotFound
-from engine.orders import (
-    AddressChanged, AftersaleClosed, AftersaleOpened, Allocated, Allocation, AllocationCancelled,
-    AllocationEnded, AllocationShipped, InterceptAnswered, InterceptRequested, LossRiskRecorded, Order,
-    OrderHeld, OrderPlaced, OrderReferenced, OrderReleased, OrderRouted, OrderShipped,
-    OrderShippedElsewhere, ReviewChanged, ShippedDespiteIntercept, TrackingUploaded,
-)
+from engine.allocations import Allocated, Allocation, AllocationCancelled, AllocationShipped, InterceptAnswered, InterceptRequested, LossRiskRecorded, TrackingUploaded
+from engine.order_events import AddressChanged, AftersaleClosed, AftersaleOpened, AllocationEnded, OrderHeld, OrderPlaced, OrderReferenced, OrderReleased, OrderRouted, OrderShipped, OrderShippedElsewhere, ReviewChanged, ShippedDespiteIntercept
+from engine.orders import Order
 from engine.policy import CandidateFacts, LineDecision, LineFacts, Verdict, decide
 from engine.privacy import Recipient, mask, unseal
 from engine.servicelevel import LOCAL

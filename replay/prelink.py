@@ -21,10 +21,10 @@ from decimal import Decimal
 from typing import Any
 
 from engine import ids
-from engine.app import PREPULL_WINDOW_DAYS
+from engine.commands import PREPULL_WINDOW_DAYS
 from engine.errors import Conflict, InvalidCommand, NotFound
 from engine.linking import Link
-from engine.orders import Backlog
+from engine.backlog import Backlog
 
 CHUNK = 32
 

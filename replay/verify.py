@@ -36,7 +36,8 @@ from eventsourcing.persistence import IntegrityError
 
 from engine.base import Aggregate, Event, decode_event, digest_bytes, encode_event
 from engine.ids import NS
-from engine.orders import Allocated, OrderRouted
+from engine.allocations import Allocated
+from engine.order_events import OrderRouted
 from engine.policy import Decision, decide
 
 ANCHOR_ID = uuid5(NS, "reflow-log-anchor")

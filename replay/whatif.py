@@ -30,15 +30,15 @@ from uuid import UUID
 
 import msgspec
 
-from engine import ids
-from engine.base import decode_event
-from engine.catalog import Offer, PriceBook, Supplier
-from engine.orders import OrderPlaced, OrderReferenced, OrderRouted
-from engine.policy import CandidateFacts, ComponentFacts, Decision, LineFacts, RoutingInput, cost_of, decide
+from engine import ids, routing
+from engine.base import decode_event, topics_of
+from engine.linking import Link
+from engine.order_events import OrderPlaced, OrderReferenced, OrderRouted
+from engine.policy import ComponentFacts, Decision, LineFacts, RoutingInput, cost_of, decide
+from engine.uow import UnitOfWork
 from engine.values import LineIn, SkuLink
-from eventsourcing.utils import get_topic
 
-TOPICS = [get_topic(OrderPlaced), get_topic(OrderReferenced), get_topic(OrderRouted)]
+TOPICS = [t for cls in (OrderPlaced, OrderReferenced, OrderRouted) for t in topics_of(cls)]
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def replay(app: Any, platform: str, shop_id: str, start: datetime, end: datetime
     report = Report(change)
     orders: dict[UUID, _Order] = {}
     used: dict[tuple[str, str, str], int] = defaultdict(int)  # units moved to a source by the what-if
-    facts_now = _CurrentFacts(app)
+    facts_now = app.unit_of_work()  # read only: what-if stores nothing
     latest: dict[UUID, tuple[_Order, OrderRouted]] = {}
     end_id = app.recorder.max_notification_id() or 0
     pos = 0
@@ -145,7 +145,7 @@ def replay(app: Any, platform: str, shop_id: str, start: datetime, end: datetime
     return report
 
 
-def _replay_one(order: _Order, event: OrderRouted, change: Change, used: dict, facts_now: _CurrentFacts) -> Row:
+def _replay_one(order: _Order, event: OrderRouted, change: Change, used: dict, facts_now: UnitOfWork) -> Row:
     changed = _change_input(order, event.input, change, facts_now)
     changed = _with_stock_moved(changed, used)
     again = decide(changed)
@@ -159,7 +159,7 @@ def _replay_one(order: _Order, event: OrderRouted, change: Change, used: dict, f
                recorded_cost=rec_cost, what_if=new_text, what_if_cost=new_cost, delta=new_cost - rec_cost)
 
 
-def _change_input(order: _Order, inp: RoutingInput, change: Change, facts_now: _CurrentFacts) -> RoutingInput:
+def _change_input(order: _Order, inp: RoutingInput, change: Change, facts_now: UnitOfWork) -> RoutingInput:
     lines = []
     for lf in inp.lines:
         line = order.lines.get(lf.line_id)
@@ -176,70 +176,25 @@ def _change_input(order: _Order, inp: RoutingInput, change: Change, facts_now: _
     return msgspec.structs.replace(inp, lines=tuple(lines), split_tolerance=tolerance)
 
 
-def _relinked(order: _Order, line: LineIn, lf: LineFacts, link: Iterable[SkuLink], at: datetime,
-              facts_now: _CurrentFacts) -> LineFacts:
-    entry = _entry_for(line, link)
-    if entry is None:
+def _relinked(order: _Order, line: LineIn, lf: LineFacts, skus: tuple[SkuLink, ...], at: datetime,
+              uow: UnitOfWork) -> LineFacts:
+    """The line's facts under the new link, resolved and read by the live routing service (so
+    what-if cannot drift from live routing: codes L7, source pool RT8, provinces RT9), keeping the
+    recorded facts of every component the recorded decision already had."""
+    link = Link(ids.link_id(order.platform, order.shop_id, line.product_id))
+    link.set(order.platform, order.shop_id, line.product_id, "multi", skus, at)
+    alternatives, _, matched = routing.resolve(uow, order.platform, order.shop_id, order.merchant_id, line, link)
+    if not alternatives:
         return msgspec.structs.replace(lf, candidates=(), matched_by="")
-    recorded = {(x.supplier_id, x.offer_id, x.supplier_sku_id): x for c in lf.candidates for x in c.components}
+    settings = routing.settings_of(uow, order.merchant_id)
+    recorded = {_key(x): x for c in lf.candidates for x in c.components}
     candidates = []
-    for index, alt in enumerate(entry.alternatives):
-        comps = []
-        for comp in alt.components:
-            need = comp.qty * line.qty
-            known = recorded.get((comp.supplier_id, comp.offer_id, comp.supplier_sku_id))
-            if known is not None:
-                comps.append(msgspec.structs.replace(known, qty=comp.qty, need=need))
-            else:
-                comps.append(facts_now.component(order.merchant_id, comp.supplier_id, comp.offer_id,
-                                                 comp.supplier_sku_id, comp.qty, need, at))
-        candidates.append(CandidateFacts(index=index, components=tuple(comps), priority=alt.priority,
-                                         provinces=alt.provinces))
-    return msgspec.structs.replace(lf, candidates=tuple(candidates), matched_by="what-if")
-
-
-def _entry_for(line: LineIn, link: Iterable[SkuLink]) -> SkuLink | None:
-    link = tuple(link)
-    for entry in link:
-        if line.sku_id is not None and entry.sku_id == line.sku_id:
-            return entry
-    for entry in link:
-        if line.merchant_code is not None and entry.sku_id is None and entry.merchant_code == line.merchant_code:
-            return entry
-    for entry in link:
-        if entry.sku_id is None and entry.merchant_code is None:
-            return entry
-    return None
-
-
-class _CurrentFacts:
-    """Facts of a source the recorded input never had, read from the store now."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.cache: dict[tuple, Any] = {}
-
-    def _load(self, cls: type, id: UUID) -> Any:  # noqa: A002
-        key = (cls, id)
-        if key not in self.cache:
-            self.cache[key] = self.app.load(cls, id)
-        return self.cache[key]
-
-    def component(self, merchant: str, supplier_id: str, offer_id: str, sku: str, qty: int, need: int,
-                  at: datetime) -> ComponentFacts:
-        supplier = self._load(Supplier, ids.supplier_id(supplier_id))
-        offer = self._load(Offer, ids.offer_id(supplier_id, offer_id))
-        book = self._load(PriceBook, ids.pricebook_id(supplier_id))
-        tier = supplier.tiers.get(merchant) if supplier is not None else None
-        return ComponentFacts(
-            supplier_id=supplier_id, offer_id=offer_id, supplier_sku_id=sku, qty=qty, need=need,
-            supplier_active=supplier is not None and supplier.active,
-            on_shelf=offer is not None and sku in offer.skus and offer.on_shelf and not offer.expired(at)
-            and offer.open_to(merchant),
-            available=offer.available(sku) if offer is not None else 0,
-            unit_cost=book.price_at(sku, at, tier) if book is not None else None,
-            score=supplier.fulfilment_score if supplier is not None else 0,
-        )
+    for index, alt in enumerate(alternatives):
+        now = routing.candidate(uow, order.merchant_id, line.qty, alt, index, at, settings)
+        candidates.append(msgspec.structs.replace(now, components=tuple(
+            msgspec.structs.replace(recorded[_key(x)], qty=x.qty, need=x.need) if _key(x) in recorded else x
+            for x in now.components)))
+    return msgspec.structs.replace(lf, candidates=tuple(candidates), matched_by=f"what-if {matched}")
 
 
 def _with_stock_moved(inp: RoutingInput, used: dict) -> RoutingInput:

@@ -4,6 +4,11 @@ Stores:  ``sqlite_store`` (function), ``pg_url`` (session), ``pg_store`` (functi
 ``store_url`` (function, parametrized sqlite/postgres; the postgres param carries
 ``@pytest.mark.postgres`` so ``-m "not postgres"`` deselects it).
 Broker:  ``nats_server`` (function) → :class:`adapters.natsserver.NatsServer`.
+Engine:  ``app`` (function): :class:`engine.app.Reflow` on ``store_url``, so once on SQLite
+and once on PostgreSQL: for tests about the store itself (positions, conflicts, races, what is
+at rest). ``memory_app`` (function): ``Reflow`` on eventsourcing's in-memory (POPO) store, once:
+for narratives of the domain that do not depend on the store (the fast layer above
+``engine.policy``'s unit tests, below the store-backed ones).
 
 PostgreSQL is never skipped: if it is unreachable the fixture fails loudly.
 """
@@ -136,17 +141,37 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         server.kill()
 
 
+def _reflow(env: dict[str, str]):
+    """``Reflow(env)`` with a fresh cipher key (rule P2 needs one whatever the store)."""
+    from eventsourcing.cipher import AESCipher
+
+    from engine.app import Reflow
+
+    return Reflow({**env, "REFLOW_CIPHER_KEY": AESCipher.create_key(32)})
+
+
 @pytest.fixture
 def app(store_url: str, tmp_path: Path):
     """The application service on a fresh store: SQLite and PostgreSQL alike."""
-    from eventsourcing.cipher import AESCipher
-
     from adapters.store import ensure_store, store_env
-    from engine.app import Reflow
 
     env = store_env(store_url, tmp_path)
     ensure_store(env)
-    env["REFLOW_CIPHER_KEY"] = AESCipher.create_key(32)
-    application = Reflow(env)
+    application = _reflow(env)
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def memory_app():
+    """The application service on a fresh in-memory store (eventsourcing's POPO recorders).
+
+    Same engine, same process recorder (``max_notification_id``, positions, one atomic
+    ``insert_events`` that raises ``IntegrityError`` on a version clash), nothing on disk: for
+    tests of the domain rather than of the store. It cannot be shared by a second application
+    (no two-router races) and has no bytes at rest (rule P2): those tests take ``app``.
+    """
+    # Named explicitly, so a PERSISTENCE_MODULE in os.environ (merged under env) cannot win.
+    application = _reflow({"PERSISTENCE_MODULE": "eventsourcing.popo"})
     yield application
     application.close()

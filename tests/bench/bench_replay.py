@@ -41,9 +41,11 @@ from rich.table import Table
 
 from engine import ids
 from engine.catalog import Offer, StockReserved
-from engine.orders import (
-    AllocLine, AllocRef, Allocated, Allocation, Backlog, LinesParked, Order, OrderPlaced, OrderRouted, Parked,
-)
+from engine.allocations import AllocLine, Allocated, Allocation
+from engine.backlog import Backlog, LinesParked, Parked
+from engine.order_events import OrderPlaced, OrderRouted
+from engine.orders import Order
+from engine.values import AllocRef
 from engine.policy import CandidateFacts, ComponentFacts, LineFacts, RoutingInput, decide
 from engine.privacy import mask, recipient_token, seal
 from engine.servicelevel import ship_by

@@ -68,7 +68,7 @@ def test_L10_A1_A2_prelink_dry_run_then_pull_then_audit_whatif_and_verify(tmp_pa
     db.close()
     bad = reflow(tmp_path, "verify")
     assert bad.returncode == 1
-    assert bad.stderr.startswith(f"reflow: verify: notification {rowid} (engine.orders:OrderRouted of aggregate ")
+    assert bad.stderr.startswith(f"reflow: verify: notification {rowid} (engine.order_events:OrderRouted of aggregate ")
     assert bad.stderr.count("\n") == 1
 
 

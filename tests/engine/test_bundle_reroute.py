@@ -10,14 +10,16 @@ from datetime import timedelta
 
 import pytest
 
-from engine.orders import Allocated, OrderShipped
+from engine.allocations import Allocated
+from engine.order_events import OrderShipped
 from tests.world import (
     OTHER_BUYER, SHOP, T0, alt, allocations, comp, line, link, offer, order, place, sku, supplier,
 )
 
 
 @pytest.fixture
-def world(app):
+def world(memory_app):
+    app = memory_app  # in memory: these narratives are about the domain, not the store
     supplier(app, "SUP-A")
     supplier(app, "SUP-C")
     offer(app, "SUP-A", "OA", {"cup": 10, "saucer": 10}, price="10.00")

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from engine.errors import InvalidCommand, NotFound, TrackingRefused, UnknownAllocation
-from engine.orders import InterceptRequested
+from engine.allocations import InterceptRequested
 from tests.world import (
     BUYER, EARLIER, OTHER_BUYER, SHOP, T0, alt, allocations, comp, line, link, offer, order, place, sku,
     stored, supplier,
@@ -15,7 +15,8 @@ from tests.world import (
 
 
 @pytest.fixture
-def world(app):
+def world(memory_app):
+    app = memory_app  # in memory: these narratives are about the domain, not the store
     supplier(app, "S1")
     supplier(app, "S2", hours=24)
     offer(app, "S1", "O1", {"a": 10, "b": 10}, price="10.00")
@@ -116,7 +117,7 @@ def test_i4_address_change_blocks_and_rereleases_with_new_address(world):
     assert world.allocation(old.allocation_id).status == "intercepted"
     new = only(world, "X1")
     assert new.allocation_id != old.allocation_id
-    from engine.orders import Allocated
+    from engine.allocations import Allocated
 
     [created] = [e for e in world.events.get(new.id) if isinstance(e, Allocated)]
     assert (created.recipient.name, created.recipient.province) == ("李*", "广东省")
@@ -215,7 +216,7 @@ def test_t2_shipment_confirmed_when_every_allocation_has_tracking_one_package_ea
     assert world.upload_tracking("S1", a1.allocation_id, "SF", "SF0000000001", at=T0 + timedelta(hours=1)) == "tracked"
     assert order(world, "X1").status == "allocated"
     assert world.upload_tracking("S2", a2.allocation_id, "JD", "JD0000000002", at=T0 + timedelta(hours=2)) == "shipped"
-    from engine.orders import OrderShipped
+    from engine.order_events import OrderShipped
 
     [shipped] = [e for e in world.events.get(order(world, "X1").id) if isinstance(e, OrderShipped)]
     assert [(p.carrier, p.tracking_no, p.line_ids) for p in shipped.packages] == [
@@ -230,7 +231,7 @@ def test_t3_ship_by_same_day_before_1600_else_48h_or_24h(world):
     assert a1.ship_by == T0.replace(hour=23, minute=59, second=59)
     assert a2.ship_by == T0.replace(hour=17) + timedelta(hours=48)
     assert a3.ship_by == T0.replace(hour=17) + timedelta(hours=24)
-    from engine.orders import TrackingUploaded
+    from engine.allocations import TrackingUploaded
 
     world.upload_tracking("S1", a1.allocation_id, "SF", "SF0000000003", at=T0 + timedelta(days=1))
     [ev] = [e for e in world.events.get(a1.id) if isinstance(e, TrackingUploaded)]

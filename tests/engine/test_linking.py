@@ -9,7 +9,8 @@ from tests.world import SHOP, alt, comp, line, link, offer, place, sku, stored, 
 
 
 @pytest.fixture
-def world(app):
+def world(memory_app):
+    app = memory_app  # in memory: these narratives are about the domain, not the store
     for s in ("S1", "S2"):
         supplier(app, s)
     for i in range(11):

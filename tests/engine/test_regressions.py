@@ -6,12 +6,13 @@ from datetime import timedelta
 
 import pytest
 
-from engine.orders import OrderShipped
+from engine.order_events import OrderShipped
 from tests.world import EARLIER, OTHER_BUYER, SHOP, T0, alt, allocations, comp, line, link, offer, order, place, sku, supplier
 
 
 @pytest.fixture
-def world(app):
+def world(memory_app):
+    app = memory_app  # in memory: these narratives are about the domain, not the store
     supplier(app, "S1")
     supplier(app, "S2")
     offer(app, "S1", "O1", {"a": 10}, price="10.00")

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from engine.app import Reflow
-from engine.catalog import PoolTerms
+from engine.values import PoolTerms
 from engine.policy import decide
 from engine.values import OfferSku
 from tests.world import (
@@ -17,7 +17,8 @@ from tests.world import (
 
 
 @pytest.fixture
-def world(app):
+def world(memory_app):
+    app = memory_app  # in memory: these narratives are about the domain, not the store
     supplier(app, "S1", score=70)
     supplier(app, "S2", score=90)
     supplier(app, "S3", score=90)

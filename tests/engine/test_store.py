@@ -11,7 +11,8 @@ import psycopg
 import pytest
 
 from engine.base import MsgspecMapper, decode_event
-from engine.orders import Allocated, AllocLine, OrderRouted
+from engine.allocations import AllocLine, Allocated
+from engine.order_events import OrderRouted
 from engine.policy import CandidateFacts, ComponentFacts, Decision, LineFacts, RoutingInput, decide
 from engine.privacy import Recipient, mask
 from engine.values import Buyer
@@ -101,7 +102,7 @@ def test_cached_aggregate_copies_do_not_share_mutable_state(app):
     """The engine keeps aggregates in the library's cache; a command's copy must not leak back."""
     import copy
 
-    from engine.catalog import PriceBook, PriceSet
+    from engine.merchants import PriceBook, PriceSet
     from engine.ids import pricebook_id
 
     supplier(app, "S1")

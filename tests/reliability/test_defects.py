@@ -158,7 +158,8 @@ def test_d5_a_restarted_runner_publishes_what_the_last_one_committed_but_never_p
     assert not apply(app, "order.placed", order_body("PB-1")).dead
     first.publish_interval = 10**9
     first.run_once()  # applied and committed, not published
-    first.connection.close()  # the process dies
+    first.connection.close()  # the process dies, and its locks with it
+    first.runner_lock.release()
     assert projection_snapshot(path)["orders"] == []
     second = ProjectionRunner(app, path)
     assert second.run_once() == 0

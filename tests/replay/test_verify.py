@@ -7,7 +7,7 @@ import pytest
 
 from engine.app import Reflow
 from engine.base import chain_digest, decode_event, encode_event
-from engine.orders import OrderRouted
+from engine.order_events import OrderRouted
 from replay.verify import Anchor, parse_head, verify
 from tests.world import BUYER, SHOP, T0, line
 
