@@ -3,7 +3,9 @@
 ``decode(subject, data)`` turns the bytes of a NATS message into its typed, validated struct,
 or raises ``BadMessage`` whose ``reason`` is one line fit for the ``Reflow-Error`` header of a
 dead letter (CONTRACT section 3): it names the field path, never a buyer's personal data.
-``json_schemas()`` gives the JSON Schema of every subject (``reflow schema``).
+``json_schemas()`` gives the JSON Schema of every subject (``reflow schema``). The structs
+themselves live in ``adapters.wire`` (``fields``, ``orders``, ``catalog``) and are importable from
+here; ``platform`` and ``ship_within_hours`` take their values from ``engine.values``.
 
 Wire conventions
 ----------------
@@ -48,12 +50,18 @@ is the only entry.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
-from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Any, Union
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import Struct
+
+from adapters.wire.catalog import (CodeRegistered, LinkRemoved, LinkSet, MerchantSettings, MerchantTier,
+                                   OfferRenewed, PrelinkPull, ShopRegistered, StockRule, SupplierOffer,
+                                   SupplierPrice, SupplierStock, SupplierUpserted)
+from adapters.wire.fields import Buyer, LinkAlternative, LinkComponent, LinkSku, OfferSku, OrderLine
+from adapters.wire.orders import (AftersaleClosed, AftersaleOpened, AllocationCancel, InterceptAnswered,
+                                  OrderAddressChanged, OrderCancelled, OrderPlaced, OrderReleased,
+                                  OrderReview, OrderShipped, TrackingUploaded)
 
 __all__ = [
     "BadMessage",
@@ -63,456 +71,41 @@ __all__ = [
     "decode",
     "json_schemas",
     "subject_of",
+    # the structs, one per subject, and the nested ones
+    "AftersaleClosed",
+    "AftersaleOpened",
+    "AllocationCancel",
+    "Buyer",
+    "CodeRegistered",
+    "InterceptAnswered",
+    "LinkAlternative",
+    "LinkComponent",
+    "LinkRemoved",
+    "LinkSet",
+    "LinkSku",
+    "MerchantSettings",
+    "MerchantTier",
+    "OfferRenewed",
+    "OfferSku",
+    "OrderAddressChanged",
+    "OrderCancelled",
+    "OrderLine",
+    "OrderPlaced",
+    "OrderReleased",
+    "OrderReview",
+    "OrderShipped",
+    "PrelinkPull",
+    "ShopRegistered",
+    "StockRule",
+    "SupplierOffer",
+    "SupplierPrice",
+    "SupplierStock",
+    "SupplierUpserted",
+    "TrackingUploaded",
 ]
 
 MAX_MESSAGE_BYTES = 1024 * 1024
 MAX_REASON_CHARS = 300
-
-# ---------------------------------------------------------------------------------------------
-# Constrained wire types
-
-Platform = Literal["douyin", "kuaishou", "taobao", "tmall", "pinduoduo", "weigong"]
-Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^\S+$")]
-SubjectToken = Annotated[
-    str,
-    Meta(
-        min_length=1,
-        max_length=128,
-        pattern=r"^[^\s.*>]+$",
-        description="id used as a NATS subject token: no whitespace, '.', '*' or '>'",
-    ),
-]
-Code = Annotated[str, Meta(min_length=1, max_length=128)]
-Title = Annotated[str, Meta(min_length=1, max_length=512)]
-Text = Annotated[str, Meta(max_length=512)]
-Remark = Annotated[str, Meta(max_length=2000)]
-Time = Annotated[
-    datetime,
-    Meta(tz=True, description="RFC 3339 time with offset, e.g. 2024-05-01T10:00:00+08:00, "
-                              "from 2000-01-01 to 2100-01-01 (UTC)"),
-]
-# Business times outside these bounds are refused: the engine adds days and hours to them (ship-by,
-# windows, renewals), and a year-9999 time would overflow there instead of being dead-lettered.
-EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
-Money = Annotated[
-    str,
-    Meta(
-        pattern=r"^\d{1,12}(\.\d{1,8})?$",
-        description="money as a decimal string >= 0, e.g. \"19.90\" (never a JSON number)",
-        examples=["19.90"],
-    ),
-]
-Ratio = Annotated[
-    str,
-    Meta(
-        pattern=r"^(0(\.\d{1,8})?|1(\.0{1,8})?)$",
-        description="decimal string in [0, 1], e.g. \"0.8\"",
-        examples=["0.8"],
-    ),
-]
-Province = Annotated[str, Meta(min_length=1, max_length=64)]
-Qty = Annotated[int, Meta(ge=1, le=1_000_000)]
-Stock = Annotated[int, Meta(ge=0, le=1_000_000_000)]
-Score100 = Annotated[float, Meta(ge=0, le=100)]
-Score5 = Annotated[float, Meta(ge=0, le=5)]
-
-
-class _In(Struct, frozen=True, kw_only=True, forbid_unknown_fields=False, gc=False):
-    """Base of every inbound struct: decimal strings named in ``_decimals`` become Decimal."""
-
-    _decimals: ClassVar[tuple[str, ...]] = ()
-
-    def __post_init__(self) -> None:
-        for name in self._decimals:
-            value = getattr(self, name)
-            if isinstance(value, str):
-                msgspec.structs.force_setattr(self, name, Decimal(value))
-        for name in self.__struct_fields__:
-            value = getattr(self, name)
-            if isinstance(value, datetime) and not EARLIEST <= value < LATEST:
-                raise ValueError(f"{name}: time out of range (2000-01-01 to 2100-01-01 UTC)")
-
-
-# ---------------------------------------------------------------------------------------------
-# Nested types
-
-
-class Buyer(_In, kw_only=True):
-    """The consumer's delivery contact (personal data, P2)."""
-
-    name: Annotated[str, Meta(min_length=1, max_length=128)]
-    phone: Annotated[str, Meta(min_length=1, max_length=64)]
-    province: Annotated[str, Meta(min_length=1, max_length=64)]
-    city: Annotated[str, Meta(min_length=1, max_length=64)]
-    district: Annotated[str, Meta(max_length=64)]  # some cities have no district level
-    address: Annotated[str, Meta(min_length=1, max_length=512)]
-
-
-class OrderLine(_In, kw_only=True):
-    _decimals = ("unit_price",)
-
-    line_id: Id
-    product_id: Id
-    sku_id: Id | None = None
-    merchant_code: Code | None = None
-    title: Title
-    spec: Text | None = None
-    qty: Qty
-    unit_price: Money
-
-
-class LinkComponent(_In, kw_only=True):
-    """One supplier SKU in an alternative; ``qty`` is the reflow quantity (L3)."""
-
-    supplier_id: SubjectToken
-    offer_id: Id
-    supplier_sku_id: Id
-    qty: Qty
-
-
-class LinkAlternative(_In, kw_only=True):
-    """One or more components allocated together (a bundle when several, L4)."""
-
-    priority: Annotated[int, Meta(ge=0, le=1_000_000)] | None = None
-    components: Annotated[list[LinkComponent], Meta(min_length=1, max_length=50)]
-    provinces: Annotated[list[Province], Meta(max_length=64)] | None = None  # RT9, addition
-
-
-class LinkSku(_In, kw_only=True):
-    """A shop SKU's alternatives; neither ``sku_id`` nor ``merchant_code`` = product level (L6)."""
-
-    sku_id: Id | None = None
-    merchant_code: Code | None = None
-    alternatives: Annotated[list[LinkAlternative], Meta(min_length=1, max_length=50)]
-
-
-class OfferSku(_In, kw_only=True):
-    _decimals = ("channel_price", "lowest_price_30d", "market_price")
-
-    supplier_sku_id: Id
-    spec: Text | None = None
-    stock: Stock
-    pool_enrolled: bool | None = None
-    channel_price: Money | None = None
-    lowest_price_30d: Money | None = None
-    market_price: Money | None = None
-
-
-# ---------------------------------------------------------------------------------------------
-# Orders
-
-
-class OrderPlaced(_In, kw_only=True):
-    """reflow.in.order.placed"""
-
-    platform: Platform
-    shop_id: SubjectToken
-    order_id: Id
-    placed_at: Time
-    buyer: Buyer
-    lines: Annotated[list[OrderLine], Meta(min_length=1, max_length=1000)]
-    channel: Annotated[str, Meta(max_length=64)] | None = None
-    remark: Remark | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        seen: set[str] = set()
-        for i, line in enumerate(self.lines):
-            if line.line_id in seen:
-                raise ValueError(f"duplicate line_id at lines[{i}]")
-            seen.add(line.line_id)
-
-
-class OrderAddressChanged(_In, kw_only=True):
-    """reflow.in.order.address_changed"""
-
-    platform: Platform
-    shop_id: SubjectToken
-    order_id: Id
-    buyer: Buyer
-    changed_at: Time
-
-
-class OrderReview(_In, kw_only=True):
-    """reflow.in.order.review"""
-
-    platform: Platform
-    shop_id: SubjectToken
-    order_id: Id
-    under_review: bool
-    reason: Text | None = None
-
-
-class OrderCancelled(_In, kw_only=True):
-    """reflow.in.order.cancelled"""
-
-    platform: Platform
-    shop_id: SubjectToken
-    order_id: Id
-    cancelled_at: Time
-
-
-class OrderShipped(_In, kw_only=True):
-    """reflow.in.order.shipped (addition): the shop reports the order shipped by other means, so
-    pull pre-link never routes it (L10) and an untracked allocation is intercepted."""
-
-    platform: Platform
-    shop_id: SubjectToken
-    order_id: Id
-    shipped_at: Time
-    carrier: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
-    tracking_no: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
-
-
-class OrderReleased(_In, kw_only=True):
-    """reflow.in.order.released (addition): release an order held by an I6 rule."""
-
-    platform: Platform
-    shop_id: SubjectToken
-    order_id: Id
-
-
-class AftersaleOpened(_In, kw_only=True):
-    """reflow.in.aftersale.opened"""
-
-    platform: Platform
-    shop_id: SubjectToken
-    order_id: Id
-    aftersale_id: Id
-    kind: Literal["refund", "return", "exchange"]
-    line_id: Id | None = None
-    opened_at: Time
-
-
-class AftersaleClosed(_In, kw_only=True):
-    """reflow.in.aftersale.closed"""
-
-    platform: Platform
-    shop_id: SubjectToken
-    order_id: Id
-    aftersale_id: Id
-    outcome: Literal["refunded", "rejected", "withdrawn"]
-    closed_at: Time
-
-
-# ---------------------------------------------------------------------------------------------
-# Links, codes, stock rules
-
-
-class LinkSet(_In, kw_only=True):
-    """reflow.in.link.set: the whole desired link of one product."""
-
-    platform: Platform
-    shop_id: SubjectToken
-    product_id: Id
-    mode: Literal["single", "multi"]
-    skus: Annotated[list[LinkSku], Meta(min_length=1, max_length=1000)]
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        keys: set[tuple[str | None, str | None]] = set()
-        for i, sku in enumerate(self.skus):
-            if sku.sku_id is None and sku.merchant_code is None and len(self.skus) > 1:
-                raise ValueError(
-                    f"skus[{i}] is product-level (no sku_id, no merchant_code)"
-                    " and must be the only entry"
-                )
-            key = (sku.sku_id, sku.merchant_code)
-            if key in keys:
-                raise ValueError(f"duplicate sku entry at skus[{i}]")
-            keys.add(key)
-
-
-class LinkRemoved(_In, kw_only=True):
-    """reflow.in.link.removed"""
-
-    platform: Platform
-    shop_id: SubjectToken
-    product_id: Id
-
-
-class CodeRegistered(_In, kw_only=True):
-    """reflow.in.code.registered (addition): a merchant code and what it maps to (L7)."""
-
-    merchant_id: Id | None = None
-    code: Code
-    kind: Literal["item", "bundle"]
-    components: Annotated[list[LinkComponent], Meta(min_length=1, max_length=50)]
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.kind == "item" and len(self.components) != 1:
-            raise ValueError("an item code needs exactly one component (use kind bundle)")
-
-
-class StockRule(_In, kw_only=True):
-    """reflow.in.stock.rule: published stock = floor(sellable x ratio), 0 below min_stock (S2)."""
-
-    _decimals = ("ratio",)
-
-    platform: Platform
-    shop_id: SubjectToken
-    product_id: Id
-    sku_id: Id | None = None
-    ratio: Ratio
-    min_stock: Stock
-
-
-class PrelinkPull(_In, kw_only=True):
-    """reflow.in.prelink.pull (L10)."""
-
-    platform: Platform
-    shop_id: SubjectToken
-    product_id: Id
-    window_days: Annotated[int, Meta(ge=1, le=3650)] | None = None
-
-
-# ---------------------------------------------------------------------------------------------
-# Suppliers and offers
-
-
-class SupplierUpserted(_In, kw_only=True):
-    """reflow.in.supplier.upserted"""
-
-    supplier_id: SubjectToken
-    name: Title
-    active: bool
-    ship_within_hours: Literal[24, 48] | None = None
-    fulfilment_score: Score100 | None = None
-    level: Annotated[int, Meta(ge=0, le=10)] | None = None
-    service_stars: Score5 | None = None
-    logistics_score: Score5 | None = None
-    experience_score: Score5 | None = None
-
-
-class SupplierOffer(_In, kw_only=True):
-    """reflow.in.supplier.offer"""
-
-    supplier_id: SubjectToken
-    offer_id: Id
-    title: Title
-    on_shelf: bool
-    private_to: Annotated[list[Id], Meta(max_length=10_000)] | None = None
-    expires_at: Time | None = None
-    skus: Annotated[list[OfferSku], Meta(min_length=1, max_length=1000)]
-    dropship_free_shipping: bool | None = None
-    seven_day_returns: bool | None = None
-    growth_score: Score100 | None = None
-
-
-class OfferRenewed(_In, kw_only=True):
-    """reflow.in.offer.renewed (addition): a micro-supply offer renewed (M2)."""
-
-    supplier_id: SubjectToken
-    offer_id: Id
-    renewed_at: Time
-
-
-class SupplierStock(_In, kw_only=True):
-    """reflow.in.supplier.stock"""
-
-    supplier_id: SubjectToken
-    offer_id: Id
-    supplier_sku_id: Id
-    stock: Stock
-    at: Time
-
-
-class SupplierPrice(_In, kw_only=True):
-    """reflow.in.supplier.price: settlement price, optionally for one merchant tier (RC1)."""
-
-    _decimals = ("price",)
-
-    supplier_id: SubjectToken
-    supplier_sku_id: Id
-    price: Money
-    effective_from: Time
-    tier: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
-
-
-class MerchantTier(_In, kw_only=True):
-    """reflow.in.merchant.tier (addition): the supplier places the merchant in a tier (seed 002)."""
-
-    supplier_id: SubjectToken
-    merchant_id: Id
-    tier: Annotated[str, Meta(min_length=1, max_length=64)]
-
-
-class ShopRegistered(_In, kw_only=True):
-    """reflow.in.shop.registered (addition): the shop belongs to the merchant."""
-
-    platform: Platform
-    shop_id: SubjectToken
-    merchant_id: Id
-
-
-class MerchantSettings(_In, kw_only=True):
-    """reflow.in.merchant.settings (addition): RT8, RT10 and I6 settings of one merchant."""
-
-    _decimals = ("split_tolerance", "hold_amount_over")
-
-    merchant_id: Id
-    source_pool: bool | None = None
-    split_tolerance: Money | None = None
-    hold_amount_over: Money | None = None
-    hold_remark_words: (
-        Annotated[list[Annotated[str, Meta(min_length=1, max_length=64)]], Meta(max_length=200)]
-        | None
-    ) = None
-    hold_out_of_stock: bool | None = None
-
-
-# ---------------------------------------------------------------------------------------------
-# Allocations, tracking
-
-
-class TrackingUploaded(_In, kw_only=True):
-    """reflow.in.tracking.uploaded"""
-
-    supplier_id: SubjectToken
-    allocation_id: Id
-    carrier: Annotated[str, Meta(min_length=1, max_length=64)]
-    tracking_no: Annotated[str, Meta(min_length=1, max_length=64)]
-    uploaded_at: Time
-
-
-class InterceptAnswered(_In, kw_only=True):
-    """reflow.in.intercept.answered (I8); too_late comes with carrier and tracking_no."""
-
-    supplier_id: SubjectToken
-    allocation_id: Id
-    outcome: Literal["stopped", "too_late"]
-    carrier: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
-    tracking_no: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
-    answered_at: Time
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.outcome == "too_late":
-            missing = [f for f in ("carrier", "tracking_no") if getattr(self, f) is None]
-            if missing:
-                raise ValueError(f"outcome too_late requires {', '.join(missing)}")
-
-
-class AllocationCancel(_In, kw_only=True):
-    """reflow.in.allocation.cancel: by allocation_id, or every allocation of one order (I5)."""
-
-    allocation_id: Id | None = None
-    platform: Platform | None = None
-    shop_id: SubjectToken | None = None
-    order_id: Id | None = None
-    reason: Text | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.allocation_id is None:
-            missing = [f for f in ("platform", "shop_id", "order_id") if getattr(self, f) is None]
-            if missing:
-                raise ValueError(
-                    "needs allocation_id or all of platform, shop_id, order_id"
-                    f" (missing {', '.join(missing)})"
-                )
 
 
 # ---------------------------------------------------------------------------------------------

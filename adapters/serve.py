@@ -468,7 +468,16 @@ class Projections:
         status = {"restarts": self.restarts, "last_error": self.last_error, "last_error_at": self.last_error_at}
         proc = ctx.Process(target=_child_main, name="reflow-projections",
                            args=(self.settings, os.getpid(), theirs, status, self.lock_wait))
-        proc.start()
+        try:
+            proc.start()
+        except OSError as exc:  # no process to be had (out of memory, process limit)
+            mine.close()
+            theirs.close()
+            reason = f"projections: cannot start the projection process: {one_line(str(exc))}"
+            if first:
+                raise ProjectionsFailed(reason) from None
+            self._failed(reason, "could not restart the projection process")
+            return
         theirs.close()  # the child's end lives in the child only: its death is EOF here
         reply: tuple = ("failed", "no answer")
         try:
@@ -477,7 +486,8 @@ class Projections:
             else:
                 reply = ("failed", f"not ready after {self.start_timeout:.0f} s")
         except (EOFError, OSError):
-            reply = ("failed", f"exited at start ({_exit_text(proc)})")
+            proc.join(5)
+            reply = ("failed", f"the projection process exited at start ({_exit_text(proc)})")
         if reply[0] == "ready":
             self.proc, self.pipe = proc, mine
             log.info("projections: projection process started (pid %d)%s", proc.pid,
@@ -516,7 +526,7 @@ class Projections:
         self.pipe.close()
         self.pipe = None
         proc.join(10)
-        self._failed(f"projection process (pid {proc.pid}) died: {_exit_text(proc)}",
+        self._failed(f"projections: the projection process (pid {proc.pid}) died: {_exit_text(proc)}",
                      "the projection process died")
 
     def _failed(self, reason: str, what: str) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from engine.base import Event
 from engine.policy import Decision, RoutingInput
 from engine.values import AllocRef, Aftersale, LineIn, Package, Region
 
-if TYPE_CHECKING:
-    from engine.orders import Order
+Order = Any  # engine.orders.Order, which imports these events (so no import back: no cycle)
 
 
 class OrderReferenced(Event, frozen=True):

@@ -145,7 +145,7 @@ def build(app, orders: int, pending: int, console: Console) -> None:
         order = Order(ids.order_id(*SHOP, order_id))
         line = LineIn(line_id="1", product_id=product, sku_id="K1", title=f"Product {product}", qty=1,
                       unit_price=Decimal("39.90"))
-        order.trigger(OrderPlaced, at, platform=SHOP[0], shop_id=SHOP[1], order_id=order_id, merchant_id="default",
+        order.place(at, platform=SHOP[0], shop_id=SHOP[1], order_id=order_id, merchant_id="default",
                       lines=(line,), region=buyer.region, sealed_buyer=sealed, channel=SHOP[0])
         if product not in decisions:
             cands = tuple(
@@ -160,10 +160,10 @@ def build(app, orders: int, pending: int, console: Console) -> None:
         chosen = products[product][decision.lines[0].chosen]
         supplier_id, offer_id, sku_id, cost, _ = chosen
         allocation_id = ids.new_allocation_id(*SHOP, order_id, supplier_id, 0)
-        order.trigger(OrderRouted, at, input=inp, decision=decision, trigger="placed",
-                      allocations=(AllocRef(allocation_id=allocation_id, supplier_id=supplier_id, line_ids=("1",)),))
+        order.record_route(inp, decision, (AllocRef(allocation_id=allocation_id, supplier_id=supplier_id, line_ids=("1",)),),
+                           "placed", at)
         alloc = Allocation(ids.allocation_uuid(allocation_id))
-        alloc.trigger(Allocated, at, allocation_id=allocation_id, platform=SHOP[0], shop_id=SHOP[1],
+        alloc.allocate(at, allocation_id=allocation_id, platform=SHOP[0], shop_id=SHOP[1],
                       order_id=order_id, merchant_id="default", supplier_id=supplier_id,
                       lines=(AllocLine(line_id="1", offer_id=offer_id, supplier_sku_id=sku_id, title=f"Offer {offer_id}",
                                        spec=f"spec {sku_id}", qty=1, unit_cost=cost, amount=cost, product_id=product,
@@ -171,20 +171,19 @@ def build(app, orders: int, pending: int, console: Console) -> None:
                       recipient=recipient, recipient_token=recipient_token(app.token_key, f"{SHOP}/{order_id}", sealed),
                       ship_by=ship_by(at, 48), channel=SHOP[0], trigger="placed")
         offer = w.offer(supplier_id, offer_id)
-        offer.trigger(StockReserved, at, allocation_id=allocation_id, items=(SkuQty(supplier_sku_id=sku_id, qty=1),))
+        offer.reserve(allocation_id, (SkuQty(supplier_sku_id=sku_id, qty=1),), at)
         w.add(order, alloc, offer)
         if made_pending < pending and i % every == 0:
             made_pending += 1
             pend = Order(ids.order_id(*SHOP, f"W{i}"))
             wline = LineIn(line_id="1", product_id=PRE, sku_id="K1", title="Pre-link product", qty=1,
                            unit_price=Decimal("59.00"))
-            pend.trigger(OrderPlaced, at, platform=SHOP[0], shop_id=SHOP[1], order_id=f"W{i}", merchant_id="default",
+            pend.place(at, platform=SHOP[0], shop_id=SHOP[1], order_id=f"W{i}", merchant_id="default",
                          lines=(wline,), region=buyer.region, sealed_buyer=sealed, channel=SHOP[0])
             no_link = RoutingInput(at=at, province=buyer.province,
                                    lines=(LineFacts(line_id="1", qty=1, candidates=()),))
-            pend.trigger(OrderRouted, at, input=no_link, decision=decide(no_link), allocations=(), trigger="placed")
-            backlog.trigger(LinesParked, at, platform=SHOP[0], shop_id=SHOP[1], product_id=PRE,
-                            entry=Parked(order_id=f"W{i}", reason="no_link", placed_at=at))
+            pend.record_route(no_link, decide(no_link), (), "placed", at)
+            backlog.park(SHOP[0], SHOP[1], PRE, Parked(order_id=f"W{i}", reason="no_link", placed_at=at))
             w.add(pend, backlog)
         if (i + 1) % 100_000 == 0:
             rate = (i + 1) / (time.perf_counter() - started)

@@ -3,16 +3,30 @@ a refused command taken back on its own, and the batch re-run on a concurrent wr
 
 from __future__ import annotations
 
-from functools import partial
-
 import pytest
 
 from engine.app import Reflow
 from engine import ids
 from engine.catalog import Offer, StockReserved
+from engine.commands import Command, PlaceOrder
 from engine.errors import DomainError, InvalidCommand
 from tests.engine.test_routing import race
-from tests.world import T0, alt, comp, line, link, offer, order, place, sku, stored, supplier
+from tests.world import BUYER, SHOP, T0, alt, comp, line, link, offer, order, sku, stored, supplier
+
+
+class ReserveThenRefuse(Command, frozen=True):
+    """A test command: changes an offer (or makes one), then is refused, or is a dry run."""
+
+    supplier_id: str
+    offer_id: str
+    allocation_id: str
+    refuse: bool = True
+
+
+def reserve_then_refuse(c: ReserveThenRefuse, uow) -> None:  # noqa: ANN001
+    uow.get_or_new(Offer, ids.offer_id(c.supplier_id, c.offer_id)).reserve(c.allocation_id, (), c.at)
+    if c.refuse:
+        raise InvalidCommand("field: refused after a change")
 
 
 @pytest.fixture
@@ -20,7 +34,13 @@ def world(app):
     supplier(app, "S1")
     offer(app, "S1", "O1", {"a": 10})
     link(app, "P1", sku("K1", alt(comp("S1", "O1", "a"))))
+    app.handlers[ReserveThenRefuse] = reserve_then_refuse
     return app
+
+
+def placing(order_id: str, qty: int = 1) -> PlaceOrder:
+    return PlaceOrder(at=T0, platform=SHOP[0], shop_id=SHOP[1], order_id=order_id, buyer=BUYER,
+                      lines=(line("L1", "P1", qty=qty),))
 
 
 def test_batch_stores_every_command_in_one_write(world):
@@ -28,7 +48,7 @@ def test_batch_stores_every_command_in_one_write(world):
     writes = []
     original = world.events.put
     world.events.put = lambda events, **kw: writes.append(len(events)) or original(events, **kw)  # type: ignore[method-assign]
-    statuses = world.run_batch([partial(place, world, f"X{n}", line("L1", "P1")) for n in range(4)])
+    statuses = world.run_batch([placing(f"X{n}") for n in range(4)])
     assert statuses == ["allocated"] * 4
     assert len(writes) == 1 and writes[0] >= 4 * 4  # placed, routed, allocated, reserved
     assert stored(world) > before
@@ -38,26 +58,17 @@ def test_batch_stores_every_command_in_one_write(world):
 def test_batch_later_command_sees_earlier_commands_of_the_same_batch(world):
     """RT7 inside one batch: the reservation of the first order counts for the second."""
     world.report_stock("S1", "O1", "a", 1, at=T0)
-    statuses = world.run_batch([partial(place, world, f"X{n}", line("L1", "P1")) for n in range(2)])
+    statuses = world.run_batch([placing(f"X{n}") for n in range(2)])
     assert statuses == ["allocated", "unrouted"]
     assert order(world, "X1").route["L1"] == "unroutable"
 
 
 def test_batch_refused_command_is_taken_back_and_the_rest_kept(world):
     """A command that changed aggregates and then was refused leaves no trace in the batch."""
-
-    def half_done_then_refused() -> None:
-        def cmd(w):
-            o = w.get(Offer, ids.offer_id("S1", "O1"))
-            o.trigger(StockReserved, T0, allocation_id="A-phantom", items=())
-            raise InvalidCommand("field: refused after a change")
-
-        world.run(cmd)
-
     results = world.run_batch([
-        partial(place, world, "X1", line("L1", "P1")),
-        half_done_then_refused,
-        partial(place, world, "X2", line("L1", "P1", qty=2)),
+        placing("X1"),
+        ReserveThenRefuse(at=T0, supplier_id="S1", offer_id="O1", allocation_id="A-phantom"),
+        placing("X2", qty=2),
     ])
     assert results[0] == "allocated" and results[2] == "allocated"
     assert isinstance(results[1], DomainError) and "field: refused" in str(results[1])
@@ -69,18 +80,10 @@ def test_batch_refused_command_is_taken_back_and_the_rest_kept(world):
 
 
 def test_batch_refused_command_that_created_an_aggregate_leaves_none(world):
-    def refused_new_order() -> None:
-        place(world, "BAD", line("L1", "P1", qty=0))  # refused before anything
-
-    def refused_after_creating() -> None:
-        def cmd(w):
-            w.get_or_new(Offer, ids.offer_id("S9", "O9")).trigger(
-                StockReserved, T0, allocation_id="A-x", items=())
-            raise InvalidCommand("field: no")
-        world.run(cmd)
-
-    results = world.run_batch([refused_new_order, refused_after_creating,
-                               partial(place, world, "X1", line("L1", "P1"))])
+    bad = PlaceOrder(at=T0, platform=SHOP[0], shop_id=SHOP[1], order_id="BAD", buyer=BUYER,
+                     lines=(line("L1", "P1", qty=0),))  # refused before anything
+    results = world.run_batch([bad, ReserveThenRefuse(at=T0, supplier_id="S9", offer_id="O9", allocation_id="A-x"),
+                               placing("X1")])
     assert isinstance(results[0], DomainError) and isinstance(results[1], DomainError)
     assert results[2] == "allocated"
     assert world.offer("S9", "O9") is None and order(world, "BAD") is None
@@ -89,23 +92,20 @@ def test_batch_refused_command_that_created_an_aggregate_leaves_none(world):
 def test_batch_unexpected_error_writes_nothing(world):
     before = stored(world)
 
-    def broken() -> None:
+    def broken(c, uow) -> None:  # noqa: ANN001
         raise RuntimeError("store went away")
 
+    world.handlers[ReserveThenRefuse] = broken
     with pytest.raises(RuntimeError):
-        world.run_batch([partial(place, world, "X1", line("L1", "P1")), broken])
+        world.run_batch([placing("X1"), ReserveThenRefuse(at=T0, supplier_id="S1", offer_id="O1", allocation_id="A")])
     assert stored(world) == before and order(world, "X1") is None
 
 
 def test_batch_dry_run_inside_a_batch_keeps_nothing(world):
     """A dry-run command (A1) inside a batch is taken back even though it succeeded."""
     link(world, "P2", sku("K1", alt(comp("S1", "O1", "a"))))
-
-    def dry() -> None:
-        world.run(lambda w: w.get_or_new(Offer, ids.offer_id("S1", "O1")).trigger(
-            StockReserved, T0, allocation_id="A-dry", items=()), dry_run=True)
-
-    world.run_batch([dry, partial(place, world, "X1", line("L1", "P1"))])
+    dry = ReserveThenRefuse(at=T0, supplier_id="S1", offer_id="O1", allocation_id="A-dry", refuse=False)
+    world.run_batch([lambda: world.execute(dry, dry_run=True), placing("X1")])
     events = list(world.events.get(ids.offer_id("S1", "O1")))
     assert "A-dry" not in [getattr(e, "allocation_id", None) for e in events]
 
@@ -118,7 +118,7 @@ def test_rt7_two_routers_batching_orders_never_oversell(app, store_url):
 
     def route(r: Reflow, prefix: str) -> None:
         for b in range(3):
-            r.run_batch([partial(place, r, f"{prefix}{b}-{n}", line("L1", "P1")) for n in range(4)])
+            r.run_batch([placing(f"{prefix}{b}-{n}") for n in range(4)])
 
     assert race(app, route) == []
     every = [f"{p}{b}-{n}" for p in "AB" for b in range(3) for n in range(4)]

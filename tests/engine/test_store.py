@@ -102,7 +102,7 @@ def test_cached_aggregate_copies_do_not_share_mutable_state(app):
     """The engine keeps aggregates in the library's cache; a command's copy must not leak back."""
     import copy
 
-    from engine.merchants import PriceBook, PriceSet
+    from engine.merchants import PriceBook
     from engine.ids import pricebook_id
 
     supplier(app, "S1")
@@ -114,6 +114,6 @@ def test_cached_aggregate_copies_do_not_share_mutable_state(app):
     assert (original.stock["a"], original.reserved.get("a", 0)) == (5, 0)
     book = app.load(PriceBook, pricebook_id("S1"))
     twin = copy.deepcopy(book)
-    twin.trigger(PriceSet, book.prices[("a", "")][0][0], supplier_id="S1", supplier_sku_id="a",
-                 price=Decimal("1.00"), effective_from=book.prices[("a", "")][0][0])
+    when = book.prices[("a", "")][0][0]
+    twin.set_price(when, "S1", "a", Decimal("1.00"), when, None)
     assert len(book.prices[("a", "")]) == 1 and len(twin.prices[("a", "")]) == 2

@@ -1,0 +1,66 @@
+"""``reflow statement`` and ``reflow rebuild``: the projections' commands (registered in
+``adapters.cli``; logic in ``projections/``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from adapters.bootstrap import Settings
+
+
+def statement(
+    ctx: typer.Context,
+    supplier: str = typer.Option(..., "--supplier", help="Supplier id."),
+    date_from: str = typer.Option(..., "--from", metavar="YYYY-MM-DD", help="First day (China time)."),
+    date_to: str = typer.Option(..., "--to", metavar="YYYY-MM-DD", help="Last day, inclusive."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Export to FILE.csv, .parquet or .xlsx."),
+) -> None:
+    """Issue a supplier statement (rules RC1-RC5) and print it as a table."""
+    from datetime import date
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from adapters.bootstrap import open_app
+    from projections.export import export_statement
+    from projections.statements import issue_statement
+
+    settings: Settings = ctx.obj
+    try:
+        first, last = date.fromisoformat(date_from), date.fromisoformat(date_to)
+    except ValueError as exc:
+        raise ValueError(f"--from/--to: {exc} (use YYYY-MM-DD)") from None
+    application = open_app(settings)
+    try:
+        st = issue_statement(application, settings.duckdb_path, supplier, first, last)
+    finally:
+        application.close()
+    table = Table(title=f"statement {st.statement_id}  {supplier}  {first} .. {last}")
+    for column in ("allocation", "order", "sku", "qty", "unit price", "amount"):
+        table.add_column(column, justify="right" if column in ("qty", "unit price", "amount") else "left")
+    for line in st.lines:
+        table.add_row(line.allocation_id, line.order_id, line.supplier_sku_id, str(line.qty),
+                      str(line.unit_price), str(line.amount))
+    console = Console()
+    console.print(table)
+    console.print(f"lines {len(st.lines)}  total {st.total}  hash {st.content_hash}")
+    if out is not None:
+        export_statement(st, out)
+        console.print(f"written {out}")
+
+
+def rebuild(ctx: typer.Context) -> None:
+    """Rebuild every projection from the event store alone (stop `reflow serve` first)."""
+    from adapters.bootstrap import open_app
+    from projections.rebuild import rebuild as run_rebuild
+
+    settings: Settings = ctx.obj
+    application = open_app(settings)
+    try:
+        n = run_rebuild(application, settings.duckdb_path, progress=True)
+    finally:
+        application.close()
+    typer.echo(f"rebuilt {settings.duckdb_path} from {n} events")

@@ -1,0 +1,205 @@
+"""Replay: ``reflow prelink`` (pull pre-link orders), ``whatif``, ``audit``, ``verify`` (issue 6;
+registered in ``adapters.cli``; logic in ``replay/``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from adapters.cli_common import check_platform, fail, parse_when, progress_bar, progress_callback
+
+
+def prelink(
+    ctx: typer.Context,
+    platform: str = typer.Option(..., "--platform", help="Shop platform (douyin, kuaishou, ...)."),
+    shop: str = typer.Option(..., "--shop", help="Shop id."),
+    product: str = typer.Option(..., "--product", help="Shop product id, linked already."),
+    window_days: int = typer.Option(30, "--window-days", help="Pull orders placed within this many days."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be routed; store nothing."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the report to FILE.csv or .parquet."),
+) -> None:
+    """Pull pre-link orders (rule L10): route the product's orders that waited for its link."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from adapters.bootstrap import open_app
+    from replay.export import export_rows
+    from replay.prelink import pull
+
+    check_platform(platform)
+    if window_days < 1:
+        raise ValueError(f"--window-days: must be >= 1, got {window_days}")
+    application = open_app(ctx.obj)
+    try:
+        with progress_bar("pulling orders") as bar:
+            task = bar.add_task("orders", total=None)
+            report = pull(application, platform, shop, product, window_days=window_days, dry_run=dry_run,
+                          progress=progress_callback(bar, task))
+    finally:
+        application.close()
+    console = Console()
+    table = Table(title=f"{'dry run: ' if dry_run else ''}pull pre-link orders {platform}/{shop}/{product}, "
+                        f"{window_days} days")
+    for col in ("order", "placed (China)", "result", "status", "allocations", "cost", "sale amount"):
+        table.add_column(col, justify="right" if col in ("cost", "sale amount") else "left")
+    rows = []
+    for r in report.rows:
+        allocs = ", ".join(f"{a['allocation_id']} {a['supplier_id']}" for a in r["allocations"])
+        cost = sum((a["cost"] or 0 for a in r["allocations"]), 0) if r["allocations"] else None
+        result = r["result"] if r["reason"] is None else f"{r['result']}: {r['reason']}"
+        why = ", ".join(f"{k} {v}" for k, v in r["unroutable"].items())
+        table.add_row(r["order_id"], f"{r['placed_at']:%Y-%m-%d %H:%M}" if r["placed_at"] else "", result,
+                      r["status"] + (f" ({why})" if why else ""), allocs, "" if cost is None else str(cost),
+                      str(r["amount"]))
+        rows.append({"order_id": r["order_id"], "placed_at": r["placed_at"], "result": r["result"],
+                     "reason": r["reason"], "status": r["status"], "allocations": allocs, "cost": cost,
+                     "amount": r["amount"], "unroutable": why})
+    console.print(table)
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items())) or "none"
+    console.print(f"{'would route' if dry_run else 'routed'} {len(report.routed)} of {report.candidates} waiting "
+                  f"({report.allocated} allocated, cost {report.cost}); skipped: {skipped}; "
+                  f"older than the window: {report.outside_window}" + ("; nothing stored" if dry_run else ""))
+    if out is not None:
+        columns = ["order_id", "placed_at", "result", "reason", "status", "allocations", "cost", "amount", "unroutable"]
+        console.print(f"written {export_rows(rows, columns, out)}")
+
+
+def whatif(
+    ctx: typer.Context,
+    platform: str = typer.Option(..., "--platform", help="Shop platform."),
+    shop: str = typer.Option(..., "--shop", help="Shop id."),
+    date_from: str = typer.Option(..., "--from", metavar="DATE|TIME", help="First day or time (China time)."),
+    date_to: str = typer.Option(..., "--to", metavar="DATE|TIME", help="Last day (inclusive) or time."),
+    product: Optional[str] = typer.Option(None, "--product", help="Only decisions with a line of this product."),
+    link_file: Optional[Path] = typer.Option(
+        None, "--link", metavar="FILE.json", help="A new link for --product: a reflow.in.link.set body."),
+    split_tolerance: Optional[str] = typer.Option(None, "--split-tolerance", help="Fewer-splits tolerance (RT10)."),
+    without: list[str] = typer.Option([], "--without-supplier", help="Take a supplier out (repeatable)."),
+    show_all: bool = typer.Option(False, "--all", help="List unchanged decisions too."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write every row to FILE.csv or .parquet."),
+) -> None:
+    """What-if (rule A1): replay a period's decisions with a changed link or policy; store nothing."""
+    from decimal import Decimal, InvalidOperation
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from adapters.bootstrap import open_app
+    from replay.export import export_rows
+    from replay.whatif import Change, replay
+
+    check_platform(platform)
+    start, end = parse_when("--from", date_from, end_of_day=False), parse_when("--to", date_to, end_of_day=True)
+    if end < start:
+        raise ValueError("--to: must not be before --from")
+    tolerance = None
+    if split_tolerance is not None:
+        try:
+            tolerance = Decimal(split_tolerance)
+        except InvalidOperation:
+            raise ValueError(f"--split-tolerance: {split_tolerance!r} is not a decimal number") from None
+        if not tolerance.is_finite() or tolerance < 0:
+            raise ValueError(f"--split-tolerance: must be >= 0, got {split_tolerance}")
+    skus = None
+    if link_file is not None:
+        if product is None:
+            raise ValueError("--link: needs --product (the product the new link is for)")
+        skus = _link_skus(link_file)
+    if tolerance is None and not without and skus is None:
+        raise ValueError("--link/--split-tolerance/--without-supplier: say what to change")
+    change = Change(split_tolerance=tolerance, without=frozenset(without), product_id=product, link=skus)
+    application = open_app(ctx.obj)
+    try:
+        with progress_bar("replaying decisions") as bar:
+            task = bar.add_task("events", total=None)
+            report = replay(application, platform, shop, start, end, change, product_id=product,
+                            progress=progress_callback(bar, task))
+    finally:
+        application.close()
+    console = Console()
+    table = Table(title=f"what-if {change.describe()}: {platform}/{shop} {date_from} .. {date_to}")
+    for col in ("order", "decided (China)", "trigger", "recorded", "cost", "what-if", "cost ", "difference"):
+        table.add_column(col, justify="right" if col.strip() in ("cost", "difference") else "left")
+    from engine.servicelevel import LOCAL
+
+    for r in report.rows if show_all else report.changed:
+        table.add_row(r.order_id, r.decided_at.astimezone(LOCAL).strftime("%Y-%m-%d %H:%M"), r.trigger, r.recorded,
+                      str(r.recorded_cost), r.what_if, str(r.what_if_cost), f"{r.delta:+}")
+    console.print(table)
+    console.print(f"{len(report.rows)} orders replayed, {len(report.changed)} would change; cost difference "
+                  f"{report.delta:+}; nothing stored")
+    if out is not None:
+        rows = [r.as_dict() for r in report.rows]
+        columns = ["order_id", "decided_at", "trigger", "recorded", "recorded_cost", "what_if", "what_if_cost", "delta"]
+        console.print(f"written {export_rows(rows, columns, out)}")
+
+
+def _link_skus(path: Path):
+    from adapters.inbound import _sku_link
+    from adapters.messages import BadMessage, decode
+
+    try:
+        message = decode("reflow.in.link.set", path.read_bytes())
+    except BadMessage as e:
+        raise ValueError(f"--link: {path}: {e}") from None
+    return tuple(_sku_link(s) for s in message.skus)
+
+
+def audit(
+    ctx: typer.Context,
+    platform: str = typer.Option(..., "--platform", help="Shop platform."),
+    shop: str = typer.Option(..., "--shop", help="Shop id."),
+    order: str = typer.Option(..., "--order", help="Shop order id."),
+    as_of: Optional[str] = typer.Option(
+        None, "--as-of", metavar="TIME", help="Show the state as of this time (China time unless an offset is given; "
+                                              "a date alone means the end of that day)."),
+) -> None:
+    """An order's full history, each routing decision explained, its state as of a time."""
+    from rich.console import Console
+
+    from adapters.bootstrap import open_app
+    from replay.audit import audit as run_audit, render
+
+    check_platform(platform)
+    when = parse_when("--as-of", as_of, end_of_day=True) if as_of else None
+    application = open_app(ctx.obj)
+    try:
+        result = run_audit(application, platform, shop, order, when)
+    finally:
+        application.close()
+    render(result, Console())
+
+
+def verify(
+    ctx: typer.Context,
+    anchor: bool = typer.Option(True, "--anchor/--no-anchor",
+                                help="After a clean run, record an anchor of the log (one event)."),
+    expect_head: Optional[str] = typer.Option(
+        None, "--expect-head", metavar="N:SHA256",
+        help="A head printed by an earlier run and kept elsewhere: the log must still hash to it."),
+) -> None:
+    """Check the stored history (rule A2: hash chain, anchors) and every decision (RT6)."""
+    from adapters.bootstrap import open_app
+    from replay.verify import parse_head, verify as run_verify
+
+    expect = parse_head(expect_head) if expect_head else None
+    application = open_app(ctx.obj)
+    try:
+        with progress_bar("verifying events") as bar:
+            task = bar.add_task("events", total=None)
+            result = run_verify(application, anchor=anchor, expect=expect, progress=progress_callback(bar, task))
+    finally:
+        application.close()
+    if not result.ok:
+        fail(f"verify: {result.problem.line()}")
+    rate = result.events / result.seconds if result.seconds else 0
+    typer.echo(f"history intact: {result.events} events ({result.chained} chained, {result.legacy} from before the "
+               f"chain), {result.decisions} decisions reproduced, {result.anchors} anchors matched, "
+               f"{'no gaps' if result.gaps_checked else 'ids not checked for gaps (PostgreSQL)'}; "
+               + (f"{result.noncanonical} stored by an older event type; " if result.noncanonical else "")
+               + f"{result.seconds:.1f} s, {rate:,.0f} events/s")
+    typer.echo(f"log head: notification {result.up_to} sha256 {result.head}"
+               + ("; anchored" if result.anchored else "")
+               + f" (keep it: reflow verify --expect-head {result.up_to}:{result.head})")

@@ -1,0 +1,66 @@
+"""``reflow demo``: a day of a dropshipping merchant, end to end, in one command.
+
+1. A private ``nats-server`` (JetStream) starts on a free port, and ``reflow serve`` in this
+   process, with the SQLite event store and the analysts' DuckDB file in a fresh data directory.
+2. The demo publishes what the shops, the suppliers and the merchant's back office would: JSON
+   bodies on the contract's ``reflow.in.*`` subjects, each with its own ``Nats-Msg-Id``, in four
+   stages, waiting after each until serve has applied everything and published what it caused:
+
+   - **opening**: six shops on six platforms, the merchant's settings (hold rules, split
+     tolerance), a dozen suppliers with offers, stock and prices (one price rises at noon),
+     merchant codes, links (reflow quantities, a two-supplier bundle, a warehouse serving only
+     southern provinces, a micro-supply offer), stock rules;
+   - **the day** (four days ago, China time): orders over the day's hours, address changes,
+     cancellations, after-sales before tracking, a platform review, orders held by the hold
+     rules, orders for a product not linked yet, and one message with a producer's bug (a supplier
+     price as a JSON number) that goes to the dead letters;
+   - **the suppliers**: each reads its allocations and intercepts from ``REFLOW_OUT`` (as a
+     supplier would: it never sees order ids) and answers: tracking on time or late, some not yet;
+     intercepts stopped, too late (with a tracking number), or ignored (a loss risk);
+   - **this morning**: a sold-out SKU restocked, the late product linked and its pre-link orders
+     pulled, reviews cleared and held orders released, returns of delivered parcels, a manual
+     cancellation.
+3. serve stops (draining), the projections catch up, one supplier statement is issued, and the
+   report is read from the DuckDB views.
+
+Deterministic for a seed and a day (``DemoDay.play`` is the timeline): the messages depend only
+on the seed, the size and the day, and the suppliers' answers only on what ``REFLOW_OUT`` says;
+each stage is published whole and applied before the next is made. Messages that carry no
+business time of their own (offers, links, reviews, releases, the pull) take the time the broker
+stored them, which is why the day lies in the past and the morning is now. The one time the
+demo puts on a message that is not in the plan, the restock's ``at``, is the broker's time of the
+last message before the morning (never the demo's own clock), so it comes after the offer's
+publication whatever the speed of the run.
+
+The parts, each readable alone:
+
+- ``scenario``: the merchant's world as data (suppliers, offers, shops, products, links, codes);
+- ``buyers``: the consumers (names, phones, regions, remarks, hours);
+- ``wire``: a message, its times and encoding, what a stage gives back;
+- ``generator``: the day's orders and stock from a seed (``DayPlan``);
+- ``day``: ``DemoDay``, the timeline of four stages and the first two;
+- ``reactions``: the last two stages, the suppliers' answers and this morning;
+- ``harness``: serve in this process, publishing stages, reading what serve published;
+- ``report``: the DuckDB tables printed at 80 columns;
+- ``run``: ``run_demo``, all of it in order.
+"""
+
+from __future__ import annotations
+
+from adapters.demo.day import DemoDay
+from adapters.demo.generator import DayPlan, Line, PlannedOrder
+from adapters.demo.harness import DemoError
+from adapters.demo.reactions import SupplierWork
+from adapters.demo.report import EXAMPLE_QUERIES, Report, render, report_tables
+from adapters.demo.run import run_demo
+from adapters.demo.scenario import (CODE_ONLY, DAYS_AGO, DEFAULT_ORDERS, DEFAULT_SEED, LATE_LINK, MERCHANT,
+                                    MERCHANT_NAME, QUICK_ORDERS, SCARCE, SHOPS, SUPPLIERS, link_body, product_id,
+                                    sku_id)
+from adapters.demo.wire import Applied, Message, Stage, encode, iso
+
+__all__ = [
+    "CODE_ONLY", "DAYS_AGO", "DEFAULT_ORDERS", "DEFAULT_SEED", "EXAMPLE_QUERIES", "LATE_LINK", "MERCHANT",
+    "MERCHANT_NAME", "QUICK_ORDERS", "SCARCE", "SHOPS", "SUPPLIERS", "Applied", "DayPlan", "DemoDay", "DemoError",
+    "Line", "Message", "PlannedOrder", "Report", "Stage", "SupplierWork", "encode", "iso", "link_body",
+    "product_id", "render", "report_tables", "run_demo", "sku_id",
+]

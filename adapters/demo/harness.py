@@ -1,0 +1,198 @@
+"""The demo's broker side: ``reflow serve`` in this process against the private nats-server,
+publishing each stage as a producer would (JSON, ``Nats-Msg-Id``), waiting until serve applied
+it and published what it caused, and reading ``REFLOW_OUT`` and ``REFLOW_DLQ`` as a supplier
+or an operator would."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+from adapters.demo.day import DemoDay
+from adapters.demo.report import Report
+from adapters.demo.wire import Applied, Message, encode
+
+
+class DemoError(ValueError):
+    """The demo cannot run as asked (one line)."""
+
+
+async def run_stages(plan: DemoDay, settings: Any, app: Any, report: Report, console: Any, batch: int) -> None:
+    from adapters.serve import serve
+
+    stop = asyncio.Event()
+    ready: asyncio.Future = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(serve(settings, batch=batch, stop=stop, handle_signals=False,
+                                     on_ready=lambda s: ready.done() or ready.set_result(s)))
+    done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()
+        raise DemoError("reflow serve stopped before it was ready")
+    if ready not in done:
+        task.cancel()
+        raise DemoError("reflow serve did not start within 60 s")
+    try:
+        async with _Producer(settings.nats_url, app, task) as producer, _Steps(console) as steps:
+
+            async def stage(title: str, messages: list[Message]) -> Applied:
+                return await producer.stage(steps, title, messages, report)
+
+            await plan.play(stage)
+            report.dead_letters = await producer.dead_letters()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=120)
+
+
+class _Producer:
+    """Publishes like a producer (JSON, Nats-Msg-Id) and watches serve's progress through NATS."""
+
+    def __init__(self, url: str, app: Any, serving: asyncio.Task) -> None:
+        self.url, self.app, self.serving = url, app, serving
+        self.out_seq = 0  # last REFLOW_OUT message read
+        self.scanned = 0  # event-store position scanned for outbound events
+
+    async def __aenter__(self) -> _Producer:
+        import nats
+
+        from adapters.outbound import Publisher
+
+        self.nc = await nats.connect(self.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        self.js = self.nc.jetstream()
+        self.publisher = Publisher(self.app, self.js)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        with contextlib.suppress(Exception):
+            await self.nc.close()
+
+    async def stage(self, steps: _Steps, title: str, messages: list[Message], report: Report) -> Applied:
+        """Publish a stage in order; return once serve applied it and published what it caused."""
+        from adapters.serve import CONSUMER, IN_STREAM
+
+        started = time.monotonic()
+        base = (await self.js.stream_info(IN_STREAM)).state.last_seq
+        step = steps.start(title, len(messages))
+        for chunk in range(0, len(messages), 1000):
+            futures = [await self.js.publish_async(f"reflow.in.{x.subject}", encode(x.body),
+                                                   headers={"Nats-Msg-Id": x.msg_id})
+                       for x in messages[chunk:chunk + 1000]]
+            await asyncio.gather(*futures)
+        report.published += len(messages)
+        target = base + len(messages)
+        deadline = time.monotonic() + 120 + len(messages) / 50
+        while True:
+            self._check_serving()
+            info = await self.js.consumer_info(IN_STREAM, CONSUMER)
+            steps.update(step, max(0, info.ack_floor.stream_seq - base))
+            if info.ack_floor.stream_seq >= target and not info.num_ack_pending:
+                break
+            if time.monotonic() > deadline:
+                raise DemoError(f"reflow serve did not apply the stage '{title}' in time")
+            await asyncio.sleep(0.1)
+        applied = Applied(out=await self.outbound(), last_at=await self.last_stored_at())
+        elapsed = time.monotonic() - started
+        steps.finish(step, f"{title}: {len(messages):,} messages, {elapsed:.1f} s")
+        report.stages.append((title, len(messages), elapsed))
+        return applied
+
+    def _check_serving(self) -> None:
+        if self.serving.done():
+            self.serving.result()
+            raise DemoError("reflow serve stopped unexpectedly")
+
+    async def outbound(self) -> list[tuple[str, dict[str, Any]]]:
+        """Wait until serve published everything the store holds so far; the new REFLOW_OUT messages."""
+        target = await asyncio.to_thread(self._last_outbound_event)
+        deadline = time.monotonic() + 120
+        while await self.publisher.resume_position() < target:
+            self._check_serving()
+            if time.monotonic() > deadline:
+                raise DemoError("reflow serve did not publish its outbound messages in time")
+            await asyncio.sleep(0.1)
+        msgs = await _read(self.js, "REFLOW_OUT", self.out_seq + 1)
+        if msgs:
+            self.out_seq = msgs[-1].metadata.sequence.stream
+        return [(m.subject, json.loads(m.data)) for m in msgs]
+
+    async def last_stored_at(self) -> datetime:
+        """The time the broker stored the last message of REFLOW_IN, read as serve reads it (the
+        time of the messages that carry none of their own)."""
+        from adapters.serve import IN_STREAM, received_at
+
+        last = (await self.js.stream_info(IN_STREAM)).state.last_seq
+        return received_at((await _read(self.js, IN_STREAM, last))[-1])
+
+    def _last_outbound_event(self) -> int:
+        from adapters.outbound import TOPICS
+
+        last = self.scanned
+        while True:
+            notes = self.app.recorder.select_notifications(last, 5000, topics=TOPICS, inclusive_of_start=False)
+            if not notes:
+                break
+            last = notes[-1].id
+        self.scanned = last
+        return last
+
+    async def dead_letters(self) -> list[tuple[str, str]]:
+        return [((m.headers or {}).get("Reflow-Subject", m.subject), (m.headers or {}).get("Reflow-Error", ""))
+                for m in await _read(self.js, "REFLOW_DLQ", 1)]
+
+
+async def _read(js: Any, stream: str, start_seq: int) -> list[Any]:
+    """Every message of a stream from ``start_seq`` to its end, in order."""
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    last = (await js.stream_info(stream)).state.last_seq
+    if last < start_seq:
+        return []
+    config = ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                            opt_start_seq=start_seq, inactive_threshold=10.0)
+    subject = {"REFLOW_IN": "reflow.in.>", "REFLOW_OUT": "reflow.out.>", "REFLOW_DLQ": "reflow.dlq.>"}[stream]
+    sub = await js.pull_subscribe(subject, durable=None, stream=stream, config=config)
+    out: list[Any] = []
+    try:
+        while not out or out[-1].metadata.sequence.stream < last:
+            try:
+                out.extend(await sub.fetch(1000, timeout=5))
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                raise DemoError(f"could not read {stream} to its end") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    return out
+
+
+class _Steps:
+    """Progress of the stages: rich bars on a terminal, one line per stage otherwise."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.live = console.is_terminal
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, transient=True, disable=not self.live)
+
+    async def __aenter__(self) -> _Steps:
+        self.progress.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def start(self, title: str, total: int) -> Any:
+        return self.progress.add_task(title, total=total)
+
+    def update(self, task: Any, done: int) -> None:
+        self.progress.update(task, completed=done)
+
+    def finish(self, task: Any, summary: str) -> None:
+        self.progress.remove_task(task)
+        self.console.print(f"[green]✓[/] {summary}", highlight=False)
