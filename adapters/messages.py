@@ -40,11 +40,11 @@ Additions to the contract (all new subjects or new optional fields; document in 
 * ``supplier.upserted``: ``level`` is the 1688 L-level as an integer (2 for L2);
   ``service_stars``, ``logistics_score``, ``experience_score`` are JSON numbers 0-5.
 
-Structural rules checked here (beyond types): ``allocation.cancel`` needs ``allocation_id`` or
-all of ``platform, shop_id, order_id``; ``intercept.answered`` with ``too_late`` needs
-``carrier`` and ``tracking_no`` (I8); line ids are unique within an order; in ``link.set`` SKU
-entries are unique and a product-level entry (neither ``sku_id`` nor ``merchant_code``, L6)
-is the only entry.
+The wire checks shape only: types, ranges, required fields, and which command a message is
+(``allocation.cancel`` needs ``allocation_id`` or all of ``platform, shop_id, order_id``). Every
+business rule (unique line ids, an item code's one component, ``too_late`` with its tracking,
+link entries) is the engine's, checked once there; a refusal is dead-lettered all the same, with
+one line naming the field and the rule.
 """
 
 from __future__ import annotations

@@ -83,6 +83,9 @@ class Allocation(Aggregate):
         if outcome not in ("stopped", "too_late"):
             raise InvalidCommand(f"outcome: must be stopped or too_late, got {outcome!r}", "I8")
         if outcome == "too_late":
+            missing = [name for name, value in (("carrier", carrier), ("tracking_no", tracking_no)) if not value]
+            if missing:
+                raise InvalidCommand(f"outcome too_late requires {', '.join(missing)}", "I8")
             check_tracking(carrier, tracking_no)
         self.check_owner(supplier_id, "I8")
         if self.answer is not None:

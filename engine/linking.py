@@ -112,6 +112,9 @@ def check_link(mode: str, skus: tuple[SkuLink, ...]) -> None:
     seen: set[tuple[str | None, str | None]] = set()
     for i, entry in enumerate(skus):
         key = (entry.sku_id, entry.merchant_code)
+        if key == (None, None) and len(skus) > 1:
+            raise InvalidCommand(f"skus[{i}]: a product-level entry (no sku_id, no merchant_code) must be "
+                                 "the only entry", "L6")
         if key in seen:
             raise InvalidCommand(f"skus[{i}]: SKU {entry.sku_id or entry.merchant_code!r} twice")
         seen.add(key)

@@ -44,7 +44,7 @@ import os
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -181,10 +181,10 @@ class ProjectionRunner:
 
     def _record_runner(self, status: dict[str, Any]) -> None:
         """Who runs the projection, and what serve's supervisor knows (`projection_status`)."""
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        now = datetime.now(UTC).replace(tzinfo=None)
         at = status.get("last_error_at")
         if isinstance(at, datetime) and at.tzinfo is not None:
-            at = at.astimezone(timezone.utc).replace(tzinfo=None)
+            at = at.astimezone(UTC).replace(tzinfo=None)
         self.connection.execute(
             "INSERT OR REPLACE INTO facts.runner VALUES (1, ?, ?, ?, ?, ?, ?)",
             [os.getpid(), self.owner, now, int(status.get("restarts") or 0), status.get("last_error"), at])

@@ -191,30 +191,6 @@ def test_allocation_cancel_with_neither_form_is_refused():
     assert "shop_id" not in reason.split("missing", 1)[1]
 
 
-def test_too_late_needs_tracking():
-    b = body("reflow.in.intercept.answered")
-    del b["tracking_no"]
-    assert "tracking_no" in bad("reflow.in.intercept.answered", enc(b))
-
-
-def test_duplicate_line_ids_are_refused():
-    b = body(PLACED)
-    b["lines"][1]["line_id"] = b["lines"][0]["line_id"]
-    assert "lines[1]" in bad(PLACED, enc(b))
-
-
-def test_product_level_link_entry_must_be_alone():
-    b = body("reflow.in.link.set")
-    b["skus"].append({"alternatives": b["skus"][0]["alternatives"]})
-    assert "skus[1]" in bad("reflow.in.link.set", enc(b))
-
-
-def test_item_code_has_one_component():
-    b = body("reflow.in.code.registered")
-    b["components"] = b["components"] * 2
-    assert "item" in bad("reflow.in.code.registered", enc(b))
-
-
 def test_not_json_is_refused():
     reason = bad(PLACED, b"{not json")
     assert reason.startswith(PLACED + ": ")

@@ -24,20 +24,6 @@ class LinkSet(_In, kw_only=True):
     mode: Literal["single", "multi"]
     skus: Annotated[list[LinkSku], Meta(min_length=1, max_length=1000)]
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        keys: set[tuple[str | None, str | None]] = set()
-        for i, sku in enumerate(self.skus):
-            if sku.sku_id is None and sku.merchant_code is None and len(self.skus) > 1:
-                raise ValueError(
-                    f"skus[{i}] is product-level (no sku_id, no merchant_code)"
-                    " and must be the only entry"
-                )
-            key = (sku.sku_id, sku.merchant_code)
-            if key in keys:
-                raise ValueError(f"duplicate sku entry at skus[{i}]")
-            keys.add(key)
-
 
 class LinkRemoved(_In, kw_only=True):
     """reflow.in.link.removed"""
@@ -54,11 +40,6 @@ class CodeRegistered(_In, kw_only=True):
     code: Code
     kind: Literal["item", "bundle"]
     components: Annotated[list[LinkComponent], Meta(min_length=1, max_length=50)]
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.kind == "item" and len(self.components) != 1:
-            raise ValueError("an item code needs exactly one component (use kind bundle)")
 
 
 class StockRule(_In, kw_only=True):

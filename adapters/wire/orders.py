@@ -27,14 +27,6 @@ class OrderPlaced(_In, kw_only=True):
     channel: Annotated[str, Meta(max_length=64)] | None = None
     remark: Remark | None = None
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        seen: set[str] = set()
-        for i, line in enumerate(self.lines):
-            if line.line_id in seen:
-                raise ValueError(f"duplicate line_id at lines[{i}]")
-            seen.add(line.line_id)
-
 
 class OrderAddressChanged(_In, kw_only=True):
     """reflow.in.order.address_changed"""
@@ -131,13 +123,6 @@ class InterceptAnswered(_In, kw_only=True):
     carrier: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
     tracking_no: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
     answered_at: Time
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.outcome == "too_late":
-            missing = [f for f in ("carrier", "tracking_no") if getattr(self, f) is None]
-            if missing:
-                raise ValueError(f"outcome too_late requires {', '.join(missing)}")
 
 
 class AllocationCancel(_In, kw_only=True):

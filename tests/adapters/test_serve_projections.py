@@ -214,7 +214,8 @@ def test_projection_process_failing_again_and_again_stops_serve_non_zero(nats_se
     """Item 5, the other way out: when the projection process cannot be brought back (here another
     runner took the file while it was down), serve stops with one line rather than route on with a
     frozen analysts' file. (serve in this process, with a short back-off; its child is real.)"""
-    from adapters.serve import Projections, ProjectionsFailed, serve
+    from adapters.projecting import Projections
+    from adapters.serve import ServeError, serve
     from projections.runner import RunnerLock
 
     monkeypatch.setattr(Projections, "max_failures", 3)  # the back-off stays 1 s, then 2 s
@@ -230,7 +231,7 @@ def test_projection_process_failing_again_and_again_stops_serve_non_zero(nats_se
         os.kill(victim, signal.SIGKILL)
         await asyncio.to_thread(server.projections.proc.join, 10)  # serve notices within 1 s, waits 1 s more
         taken.append(RunnerLock(settings.duckdb_path, "a test"))
-        with pytest.raises(ProjectionsFailed) as failed:
+        with pytest.raises(ServeError) as failed:
             await asyncio.wait_for(task, 60)
         message = str(failed.value)
         assert "\n" not in message and "3 times in a row" in message

@@ -21,6 +21,7 @@ from adapters.bootstrap import Settings, open_app
 from projections.rebuild import ProjectionBusy, rebuild
 from projections.runner import ProjectionRunner
 from projections.statements import issue_statement
+from tests.projections.conftest import snapshot
 from tests.world import SHOP, T0, alt, comp, line, link, offer, place, sku, supplier
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -161,20 +162,29 @@ def test_second_projection_runner_refuses_naming_the_holder(world):
     ProjectionRunner(app, path).close()  # the holder gone, the next runner starts
 
 
-def test_statement_beside_a_running_projection_runner(world):
+def test_statement_beside_a_running_projection_runner(world, tmp_path):
+    """Item 4: issuing statements while the runner (serve's) runs and orders flow works; the
+    running runner projects them; its file ends equal to a rebuild (nothing torn)."""
     app, path, holder = world
-    keep_ordering(app, 5)
     day = T0.date()
-    st = issue_statement(app, path, "S1", day, day)
-    assert [ln.order_id for ln in st.lines] == ["X0", "X1", "X2"] and str(st.total) == "75.00"
-    deadline = time.monotonic() + 10  # the running runner picks the StatementIssued event up
+    issued = []
+    for n, s in enumerate(SUPPLIERS, 1):
+        keep_ordering(app, 5, f"{s}-")
+        st = issue_statement(app, path, s, day, day)
+        assert sorted(ln.order_id for ln in st.lines) == [f"{'XYZ'[n - 1]}{i}" for i in range(3)]
+        assert str(st.total) == "75.00"
+        issued.append((st.statement_id,))
+    deadline = time.monotonic() + 10  # the running runner picks the StatementIssued events up
     while True:
         with duckdb.connect(str(path), read_only=True) as con:
-            if con.execute("SELECT statement_id FROM statements").fetchall() == [(st.statement_id,)]:
+            if con.execute("SELECT statement_id FROM statements ORDER BY 1").fetchall() == sorted(issued):
                 break
-        assert time.monotonic() < deadline, "the statement never reached the analysts' file"
+        assert time.monotonic() < deadline, "the statements never reached the analysts' file"
         time.sleep(0.2)
     assert holder.close() == ""
+    rebuilt = tmp_path / "rebuilt.duckdb"
+    rebuild(app, rebuilt, progress=False)
+    assert snapshot(path) == snapshot(rebuilt)
 
 
 def test_published_file_opens_read_only_during_statement(world):
