@@ -25,9 +25,7 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
-from functools import partial
-from typing import Any
+from datetime import UTC, datetime
 
 import nats
 from nats.aio.client import Client as NATS
@@ -36,19 +34,17 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from adapters.batches import IN_STREAM, DeadLetters, Item, apply_batch, apply_each  # noqa: F401  (re-exported)
 from adapters.bootstrap import Settings, open_app
-from adapters.inbound import ALREADY_APPLIED, APPLIED, Outcome, command, new_order_ids, refusal
-from adapters.messages import BadMessage, decode, one_line
+from adapters.inbound import ALREADY_APPLIED, Outcome
+from adapters.messages import one_line
 from adapters.outbound import Publisher
 from adapters.projecting import ProjectionRunFailed, Projections, ProjectionsFailed
-from adapters.store import stored_ids
 from engine.app import Reflow
-from engine.commands import Command
-from engine.errors import DomainError
 
 log = logging.getLogger("reflow.serve")
 
-IN_STREAM, OUT_STREAM, DLQ_STREAM = "REFLOW_IN", "REFLOW_OUT", "REFLOW_DLQ"
+OUT_STREAM, DLQ_STREAM = "REFLOW_OUT", "REFLOW_DLQ"
 CONSUMER = "reflow"
 HOUR = 3600.0
 STREAMS = {
@@ -116,92 +112,6 @@ async def ensure_consumer(js: JetStreamContext, batch: int, ack_wait: float) -> 
     await js.add_consumer(IN_STREAM, config)
 
 
-# -- one batch ----------------------------------------------------------------------------------
-
-
-Item = tuple  # (subject, data, received_at[, stream sequence])
-DeadLetters = Callable[[list[tuple[int, Outcome]]], None]
-
-
-def apply_batch(app: Reflow, items: list[Item], dead_letters: DeadLetters | None = None,
-                source: str = IN_STREAM) -> tuple[list[Outcome], BaseException | None]:
-    """Apply a batch of messages in order, all stored by one atomic write.
-
-    A refused message is taken back on its own and becomes a dead letter; the rest are stored
-    together, with the stream sequence of the batch's last message (``Reflow.position``). A
-    message at or below the stored sequence was applied before (its acknowledgement was lost, or
-    serve died before sending it): it is acknowledged, not applied again. ``dead_letters`` gets
-    the batch's dead letters (index, outcome) before anything is written, so a dead letter is
-    never lost to a crash between the write and its publication. If the batch cannot be stored
-    as a whole (the store is down, or a message hits an unexpected error), nothing of it is
-    stored and it is applied again one message at a time, which stops at the first failure that
-    is not the message's fault."""
-    try:
-        done = app.position(source) if _sequenced(items) else 0
-        fresh = [i for i, item in enumerate(items) if not _sequenced(items) or item[3] > done]
-        outcomes = [ALREADY_APPLIED] * len(items)
-        if fresh:
-            results = _run(app, [items[i] for i in fresh], fresh, dead_letters, source)
-            for i, outcome in zip(fresh, results):
-                outcomes[i] = outcome
-    except Exception as exc:  # noqa: BLE001 - retried one by one below, which reports it
-        log.warning("batch of %d not applied as one (%s: %s); applying one by one",
-                    len(items), type(exc).__name__, one_line(str(exc)))
-        return apply_each(app, items, dead_letters, source)
-    return outcomes, None
-
-
-def apply_each(app: Reflow, items: list[Item], dead_letters: DeadLetters | None = None,
-               source: str = IN_STREAM) -> tuple[list[Outcome], BaseException | None]:
-    """Apply messages in order, each its own write; stop at the first failure that is not the
-    message's fault."""
-    outcomes: list[Outcome] = []
-    for i, item in enumerate(items):
-        try:
-            if _sequenced(items) and item[3] <= app.position(source):
-                outcomes.append(ALREADY_APPLIED)
-                continue
-            outcomes.extend(_run(app, [item], [i], dead_letters, source))
-        except Exception as exc:  # noqa: BLE001 - reported by the caller, message handed back
-            return outcomes, exc
-    return outcomes, None
-
-
-def _sequenced(items: list[Item]) -> bool:
-    return bool(items) and len(items[0]) > 3
-
-
-def _run(app: Reflow, items: list[Item], indexes: list[int], dead_letters: DeadLetters | None,
-         source: str) -> list[Outcome]:
-    """Decode the items, run their commands as one batch, dead-letter what was refused."""
-    commands: list[Command | Callable[[], Outcome]] = []
-    decoded: list[tuple[str, object] | None] = []
-    for subject, data, at, *_ in items:
-        try:
-            message = decode(subject, data)
-        except BadMessage as bad:
-            commands.append(partial(Outcome, bad.reason))
-            decoded.append(None)
-            continue
-        decoded.append((subject, message))
-        commands.append(command(message, at))
-    candidates = new_order_ids([d[1] for d in decoded if d is not None])
-    absent = candidates - stored_ids(app, candidates)
-    position = (source, max(item[3] for item in items)) if _sequenced(items) else None
-
-    def outcomes(results: list[Any]) -> list[Outcome]:
-        return [result if isinstance(result, Outcome) else
-                refusal(*d, result) if isinstance(result, DomainError) and d is not None else APPLIED
-                for d, result in zip(decoded, results)]
-
-    def before_store(results: list[Any]) -> None:
-        dead = [(i, o) for i, o in zip(indexes, outcomes(results)) if o.dead]
-        if dead and dead_letters is not None:
-            dead_letters(dead)
-
-    return outcomes(app.run_batch(commands, absent=absent, position=position, before_store=before_store))
-
-
 async def source_name(js: JetStreamContext) -> str:
     """The name the position in REFLOW_IN is stored under: the stream and when it was created.
 
@@ -230,7 +140,7 @@ def received_at(msg: Msg) -> datetime:
     try:
         return msg.metadata.timestamp
     except Exception:  # noqa: BLE001 - not a JetStream message
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class Server:
@@ -277,7 +187,7 @@ class Server:
                     await self._sleep(backoff)
                 try:
                     msgs = await sub.fetch(self.batch, timeout=1.0)
-                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                except (TimeoutError, nats.errors.TimeoutError):
                     continue
                 except Exception as exc:  # noqa: BLE001 - NATS away: keep trying
                     log.warning("fetch failed (%s); retrying", one_line(str(exc) or type(exc).__name__))

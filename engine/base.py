@@ -143,6 +143,8 @@ MOVED: dict[str, str] = {
         "OrderReferenced", "OrderPlaced", "OrderRouted", "OrderHeld", "OrderReleased", "ReviewChanged",
         "AllocationEnded", "ShippedDespiteIntercept", "AftersaleOpened", "AftersaleClosed",
         "AddressChanged", "OrderCancelled", "OrderShipped", "OrderShippedElsewhere")},
+    "projections.statements:StatementIssued": "engine.statements:StatementIssued",
+    "replay.verify:LogAnchored": "engine.anchor:LogAnchored",
 }
 """Topics of events stored before their class moved to another module: they still load, and keep
 their stored topic (and so their chain digest, A2)."""

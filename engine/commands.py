@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 
@@ -210,3 +211,15 @@ class UploadTracking(Command, frozen=True):
     allocation_id: str
     carrier: str
     tracking_no: str
+
+
+# -- statements ---------------------------------------------------------------------------------
+
+
+class IssueStatement(Command, frozen=True):
+    """Rules RC2-RC5: a supplier statement over content computed from the projection."""
+
+    supplier_id: str
+    position: int
+    """The event-store position the content was computed at."""
+    content: dict[str, Any]

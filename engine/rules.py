@@ -45,10 +45,10 @@ RULES: dict[str, tuple[str, ...]] = {
     "T3": ("engine.servicelevel.ship_by",),
     # reconciliation
     "RC1": ("engine.merchants.PriceBook.price_at", "engine.merchants.PriceBook.set_price"),
-    "RC2": ("projections.statements.compute",),
-    "RC3": ("projections.statements.issue_statement",),
-    "RC4": ("projections.statements.SupplierStatements.check_may_issue",),
-    "RC5": ("projections.statements.StatementIssued",),
+    "RC2": ("projections.statements.compute", "engine.statements.period"),
+    "RC3": ("engine.statements.issue_statement",),
+    "RC4": ("engine.statements.SupplierStatements.check_may_issue",),
+    "RC5": ("engine.statements.SupplierStatements.issue", "engine.statements.content_hash"),
     # privacy
     "P1": ("engine.privacy.mask", "engine.privacy.recipient_token"),
     "P2": ("engine.privacy.seal",),
@@ -62,7 +62,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "M3": ("engine.handlers.orders.channel_of",),
     # beyond the seeds
     "A1": ("replay.whatif.replay",),
-    "A2": ("engine.base.chain_digest", "replay.verify.verify"),
+    "A2": ("engine.base.chain_digest", "engine.anchor.LogAnchor.anchor", "replay.verify.verify"),
 }
 
 PLANNED: dict[str, str] = {

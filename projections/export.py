@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import InvalidCommand
-from projections.statements import Statement
+from engine.statements import Statement
 
 COLUMNS = ["section", "allocation_id", "platform", "shop_id", "order_id", "line_id", "offer_id",
            "supplier_sku_id", "product_id", "qty", "unit_price", "amount", "price_tier", "allocated_at",

@@ -18,7 +18,7 @@ from engine.merchants import PriceSet
 from engine.allocations import Allocated, AllocationCancelled, AllocationShipped, InterceptAnswered, InterceptRequested, LossRiskRecorded, TrackingUploaded
 from engine.order_events import AftersaleClosed, AftersaleOpened, AllocationEnded, OrderCancelled, OrderHeld, OrderPlaced, OrderReferenced, OrderReleased, OrderRouted, OrderShipped, OrderShippedElsewhere, ReviewChanged, ShippedDespiteIntercept
 from projections.schema import ARROW_SCHEMAS, TABLES
-from projections.statements import StatementIssued
+from engine.statements import StatementIssued
 
 UTC = timezone.utc
 _Q4 = Decimal("0.0001")

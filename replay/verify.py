@@ -34,34 +34,13 @@ from uuid import UUID, uuid5
 
 from eventsourcing.persistence import IntegrityError
 
-from engine.base import Aggregate, Event, decode_event, digest_bytes, encode_event
-from engine.ids import NS
+from engine.anchor import ANCHOR_ID, GENESIS, LogAnchor, LogAnchored
+from engine.base import decode_event, digest_bytes, encode_event
 from engine.allocations import Allocated
 from engine.order_events import OrderRouted
 from engine.policy import Decision, decide
 
-ANCHOR_ID = uuid5(NS, "reflow-log-anchor")
-GENESIS = bytes(32)
 _LEGACY = b',"prev":null'
-
-
-class LogAnchored(Event, frozen=True):
-    """A clean `reflow verify` saw `events` notifications up to `up_to`, rolling hash `head`."""
-
-    up_to: int
-    events: int
-    head: str
-
-    def apply(self, a: LogAnchor) -> None:
-        a.up_to, a.events, a.head = self.up_to, self.events, self.head
-
-
-class LogAnchor(Aggregate):
-    def __init__(self, id: UUID) -> None:  # noqa: A002
-        super().__init__(id)
-        self.up_to = 0
-        self.events = 0
-        self.head = GENESIS.hex()
 
 
 @dataclass(frozen=True)
@@ -157,7 +136,7 @@ def _anchors(app: Any) -> list[Anchor]:
         return [Anchor(e.up_to, e.head, e.events, f"the anchor recorded at {e.at:%Y-%m-%d %H:%M:%S} UTC")
                 for e in app.events.get(ANCHOR_ID) if isinstance(e, LogAnchored)]
     except Exception as e:  # noqa: BLE001 - a damaged anchor is itself a finding
-        raise _Broken(Problem(None, "replay.verify:LogAnchored", ANCHOR_ID, None,
+        raise _Broken(Problem(None, "engine.anchor:LogAnchored", ANCHOR_ID, None,
                               f"the recorded anchors cannot be read: {e}")) from None
 
 
@@ -165,7 +144,7 @@ def _record_anchor(app: Any, result: Result) -> bool:
     log = app.load(LogAnchor, ANCHOR_ID) or LogAnchor(ANCHOR_ID)
     if log.up_to >= result.up_to:
         return False
-    log.trigger(LogAnchored, _now(), up_to=result.up_to, events=result.events, head=result.head)
+    log.anchor(result.up_to, result.events, result.head, _now())
     try:
         app.save(log)
     except IntegrityError:  # another verify anchored at the same moment: its anchor serves

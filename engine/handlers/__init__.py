@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.commands import Command
-from engine.handlers import fulfilment, linking, orders, supply  # noqa: F401  (they register)
+from engine.handlers import fulfilment, linking, orders, statements, supply  # noqa: F401  (they register)
 from engine.handlers.registry import HANDLERS
 from engine.uow import UnitOfWork
 

@@ -18,7 +18,8 @@ from engine.servicelevel import LOCAL
 from projections.export import COLUMNS, export_statement, rows, text
 from projections.rebuild import rebuild
 from projections.runner import ProjectionRunner
-from projections.statements import StatementRefused, issue_statement
+from engine.statements import StatementRefused
+from projections.statements import issue_statement
 from tests.projections.conftest import rows as query
 from tests.projections.seed import SHOP, H, track
 from tests.world import EARLIER, T0, alt, comp, line, link, offer, place, sku, supplier
