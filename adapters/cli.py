@@ -12,7 +12,6 @@ options, the order of the commands and the entry point ``main``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,7 +19,6 @@ from adapters import cli_projections, cli_replay, cli_run
 from adapters.bootstrap import DEFAULT_NATS_URL, Settings
 from adapters.cli_common import fail
 from adapters.store import DEFAULT_DATA_DIR
-
 
 app = typer.Typer(
     name="reflow", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -31,11 +29,11 @@ app = typer.Typer(
 @app.callback()
 def options(
     ctx: typer.Context,
-    store: Optional[str] = typer.Option(
+    store: str | None = typer.Option(
         None, "--store", envvar="REFLOW_STORE", metavar="URL",
         help="Event store: sqlite:///path (default <data-dir>/events.db) or postgresql://...",
     ),
-    duckdb: Optional[Path] = typer.Option(
+    duckdb: Path | None = typer.Option(
         None, "--duckdb", envvar="REFLOW_DUCKDB", metavar="PATH",
         help="Analysts' DuckDB file (default <data-dir>/reflow.duckdb).",
     ),

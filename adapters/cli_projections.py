@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,7 +15,7 @@ def statement(
     supplier: str = typer.Option(..., "--supplier", help="Supplier id."),
     date_from: str = typer.Option(..., "--from", metavar="YYYY-MM-DD", help="First day (China time)."),
     date_to: str = typer.Option(..., "--to", metavar="YYYY-MM-DD", help="Last day, inclusive."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Export to FILE.csv, .parquet or .xlsx."),
+    out: Path | None = typer.Option(None, "--out", help="Export to FILE.csv, .parquet or .xlsx."),
 ) -> None:
     """Issue a supplier statement (rules RC1-RC5) and print it as a table."""
     from datetime import date

@@ -4,7 +4,6 @@ registered in ``adapters.cli``; logic in ``replay/``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,7 +17,7 @@ def prelink(
     product: str = typer.Option(..., "--product", help="Shop product id, linked already."),
     window_days: int = typer.Option(30, "--window-days", help="Pull orders placed within this many days."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be routed; store nothing."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Also write the report to FILE.csv or .parquet."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the report to FILE.csv or .parquet."),
 ) -> None:
     """Pull pre-link orders (rule L10): route the product's orders that waited for its link."""
     from rich.console import Console
@@ -72,13 +71,13 @@ def whatif(
     shop: str = typer.Option(..., "--shop", help="Shop id."),
     date_from: str = typer.Option(..., "--from", metavar="DATE|TIME", help="First day or time (China time)."),
     date_to: str = typer.Option(..., "--to", metavar="DATE|TIME", help="Last day (inclusive) or time."),
-    product: Optional[str] = typer.Option(None, "--product", help="Only decisions with a line of this product."),
-    link_file: Optional[Path] = typer.Option(
+    product: str | None = typer.Option(None, "--product", help="Only decisions with a line of this product."),
+    link_file: Path | None = typer.Option(
         None, "--link", metavar="FILE.json", help="A new link for --product: a reflow.in.link.set body."),
-    split_tolerance: Optional[str] = typer.Option(None, "--split-tolerance", help="Fewer-splits tolerance (RT10)."),
+    split_tolerance: str | None = typer.Option(None, "--split-tolerance", help="Fewer-splits tolerance (RT10)."),
     without: list[str] = typer.Option([], "--without-supplier", help="Take a supplier out (repeatable)."),
     show_all: bool = typer.Option(False, "--all", help="List unchanged decisions too."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Also write every row to FILE.csv or .parquet."),
+    out: Path | None = typer.Option(None, "--out", help="Also write every row to FILE.csv or .parquet."),
 ) -> None:
     """What-if (rule A1): replay a period's decisions with a changed link or policy; store nothing."""
     from decimal import Decimal, InvalidOperation
@@ -152,7 +151,7 @@ def audit(
     platform: str = typer.Option(..., "--platform", help="Shop platform."),
     shop: str = typer.Option(..., "--shop", help="Shop id."),
     order: str = typer.Option(..., "--order", help="Shop order id."),
-    as_of: Optional[str] = typer.Option(
+    as_of: str | None = typer.Option(
         None, "--as-of", metavar="TIME", help="Show the state as of this time (China time unless an offset is given; "
                                               "a date alone means the end of that day)."),
 ) -> None:
@@ -160,7 +159,8 @@ def audit(
     from rich.console import Console
 
     from adapters.bootstrap import open_app
-    from replay.audit import audit as run_audit, render
+    from replay.audit import audit as run_audit
+    from replay.audit import render
 
     check_platform(platform)
     when = parse_when("--as-of", as_of, end_of_day=True) if as_of else None
@@ -176,13 +176,14 @@ def verify(
     ctx: typer.Context,
     anchor: bool = typer.Option(True, "--anchor/--no-anchor",
                                 help="After a clean run, record an anchor of the log (one event)."),
-    expect_head: Optional[str] = typer.Option(
+    expect_head: str | None = typer.Option(
         None, "--expect-head", metavar="N:SHA256",
         help="A head printed by an earlier run and kept elsewhere: the log must still hash to it."),
 ) -> None:
     """Check the stored history (rule A2: hash chain, anchors) and every decision (RT6)."""
     from adapters.bootstrap import open_app
-    from replay.verify import parse_head, verify as run_verify
+    from replay.verify import parse_head
+    from replay.verify import verify as run_verify
 
     expect = parse_head(expect_head) if expect_head else None
     application = open_app(ctx.obj)

@@ -8,7 +8,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -45,7 +44,7 @@ def demo(
     orders: int = typer.Option(3000, "--orders", min=50, max=200_000, help="Orders in the generated day."),
     quick: bool = typer.Option(False, "--quick", help="A small day of 300 orders (a first look; the tests)."),
     seed: int = typer.Option(2024, "--seed", help="The same seed gives the same day and the same tables."),
-    data_dir: Optional[Path] = typer.Option(
+    data_dir: Path | None = typer.Option(
         None, "--data-dir", metavar="DIR",
         help="A new or empty directory for the store, the DuckDB file and the broker "
              "(default: a new temporary directory, kept for you to explore)."),

@@ -55,13 +55,35 @@ from typing import Any, Union
 import msgspec
 from msgspec import Struct
 
-from adapters.wire.catalog import (CodeRegistered, LinkRemoved, LinkSet, MerchantSettings, MerchantTier,
-                                   OfferRenewed, PrelinkPull, ShopRegistered, StockRule, SupplierOffer,
-                                   SupplierPrice, SupplierStock, SupplierUpserted)
+from adapters.wire.catalog import (
+    CodeRegistered,
+    LinkRemoved,
+    LinkSet,
+    MerchantSettings,
+    MerchantTier,
+    OfferRenewed,
+    PrelinkPull,
+    ShopRegistered,
+    StockRule,
+    SupplierOffer,
+    SupplierPrice,
+    SupplierStock,
+    SupplierUpserted,
+)
 from adapters.wire.fields import Buyer, LinkAlternative, LinkComponent, LinkSku, OfferSku, OrderLine
-from adapters.wire.orders import (AftersaleClosed, AftersaleOpened, AllocationCancel, InterceptAnswered,
-                                  OrderAddressChanged, OrderCancelled, OrderPlaced, OrderReleased,
-                                  OrderReview, OrderShipped, TrackingUploaded)
+from adapters.wire.orders import (
+    AftersaleClosed,
+    AftersaleOpened,
+    AllocationCancel,
+    InterceptAnswered,
+    OrderAddressChanged,
+    OrderCancelled,
+    OrderPlaced,
+    OrderReleased,
+    OrderReview,
+    OrderShipped,
+    TrackingUploaded,
+)
 
 __all__ = [
     "BadMessage",
@@ -138,7 +160,7 @@ SUBJECTS: dict[str, type[Struct]] = {
     "reflow.in.merchant.settings": MerchantSettings,
 }
 
-Inbound = Union[tuple(SUBJECTS.values())]  # type: ignore[valid-type]  # for match statements
+Inbound = Union[tuple(SUBJECTS.values())]  # type: ignore[valid-type]  # noqa: UP007 (a Union built at run time)
 
 _SUBJECT_OF: dict[type[Struct], str] = {t: s for s, t in SUBJECTS.items()}
 _DECODERS: dict[str, msgspec.json.Decoder] = {

@@ -24,8 +24,8 @@ import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from engine.app import Reflow
 from engine.allocations import Allocated, AllocationCancelled, InterceptRequested
+from engine.app import Reflow
 from engine.base import Event, topics_of
 from engine.linking import StockPublished
 from engine.order_events import OrderShipped
@@ -214,7 +214,7 @@ class Publisher:
         total = 0
         while True:
             start = self.position
-            batch, last = await self._run(lambda: self.mapper.page(start, self.page_size))
+            batch, last = await self._run(lambda start=start: self.mapper.page(start, self.page_size))
             if last == start:
                 return total
             await self._publish_all(batch)

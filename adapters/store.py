@@ -37,8 +37,8 @@ import os
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 from urllib.parse import parse_qs, unquote, urlsplit
+from uuid import UUID
 
 DEFAULT_DATA_DIR = "reflow-data"
 

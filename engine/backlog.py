@@ -7,7 +7,6 @@ from datetime import datetime
 from engine.base import Aggregate, Event, Value
 
 
-
 class Parked(Value, frozen=True):
     order_id: str
     reason: str

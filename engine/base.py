@@ -18,14 +18,13 @@ aggregate are already serialised by its version (optimistic concurrency).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
-from functools import lru_cache
-from typing import Any, ClassVar, Self, TypeVar
-from uuid import UUID
-
 import hashlib
 import threading
+from collections.abc import Iterable
+from datetime import datetime
+from functools import cache
+from typing import Any, ClassVar, Self, TypeVar
+from uuid import UUID
 
 import msgspec
 from eventsourcing.persistence import (
@@ -150,13 +149,13 @@ MOVED: dict[str, str] = {
 their stored topic (and so their chain digest, A2)."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _decoder(topic: str) -> tuple[type, msgspec.json.Decoder]:
     cls = resolve_topic(MOVED.get(topic, topic))
     return cls, msgspec.json.Decoder(cls)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _topic(cls: type) -> str:
     return get_topic(cls)
 

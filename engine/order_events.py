@@ -6,7 +6,7 @@ from typing import Any
 
 from engine.base import Event
 from engine.policy import Decision, RoutingInput
-from engine.values import AllocRef, Aftersale, LineIn, Package, Region
+from engine.values import Aftersale, AllocRef, LineIn, Package, Region
 
 Order = Any  # engine.orders.Order, which imports these events (so no import back: no cycle)
 

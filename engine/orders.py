@@ -15,12 +15,23 @@ import msgspec
 from engine.base import Aggregate
 from engine.errors import InvalidCommand, NotFound
 from engine.order_events import (
-    AddressChanged, AftersaleClosed, AftersaleOpened, AllocationEnded, OrderCancelled, OrderHeld,
-    OrderPlaced, OrderReferenced, OrderReleased, OrderRouted, OrderShipped, OrderShippedElsewhere,
-    ReviewChanged, ShippedDespiteIntercept,
+    AddressChanged,
+    AftersaleClosed,
+    AftersaleOpened,
+    AllocationEnded,
+    OrderCancelled,
+    OrderHeld,
+    OrderPlaced,
+    OrderReferenced,
+    OrderReleased,
+    OrderRouted,
+    OrderShipped,
+    OrderShippedElsewhere,
+    ReviewChanged,
+    ShippedDespiteIntercept,
 )
 from engine.policy import CandidateFacts, ComponentFacts, Decision, RoutingInput
-from engine.values import AllocRef, Aftersale, LineIn, Package, Region, money
+from engine.values import Aftersale, AllocRef, LineIn, Package, Region, money
 
 AFTERSALE_KINDS = ("refund", "return", "exchange")
 AFTERSALE_OUTCOMES = ("refunded", "rejected", "withdrawn")

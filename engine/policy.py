@@ -149,12 +149,12 @@ def rank(v: Verdict) -> tuple:
 
 
 def _why_lost(winner: Verdict, loser: Verdict) -> str:
-    w, l = rank(winner), rank(loser)
-    if w[:2] != l[:2]:
+    w, lo = rank(winner), rank(loser)
+    if w[:2] != lo[:2]:
         return "priority"
-    if w[2:4] != l[2:4]:
+    if w[2:4] != lo[2:4]:
         return "cost"
-    if w[4] != l[4]:
+    if w[4] != lo[4]:
         return "score"
     return "link_order"
 
@@ -231,7 +231,7 @@ def _fewer_splits(inp: RoutingInput, lines: list[LineDecision]) -> Decision:
     for supplier in all_suppliers:
         used: dict = {}
         picks: list[int] = []
-        for (facts, dec), current in zip(routed, chosen):
+        for (facts, _), current in zip(routed, chosen):
             if current.priority is not None and _suppliers(current) != {supplier}:
                 break  # a manual priority is the merchant's word; fewer splits does not override it
             options = sorted(

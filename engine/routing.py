@@ -14,13 +14,23 @@ from datetime import datetime
 from decimal import Decimal
 
 from engine import ids
-from engine.allocations import AllocLine, Allocation
+from engine.allocations import Allocation, AllocLine
 from engine.backlog import Backlog, Parked
 from engine.catalog import Offer, Supplier
 from engine.linking import Link
 from engine.merchants import CodeBook, Merchant, PriceBook, Shop, SupplierIndex
 from engine.orders import Order
-from engine.policy import CandidateFacts, ComponentFacts, Decision, LineFacts, RoutingInput, Verdict, cost_of, decide, rank
+from engine.policy import (
+    CandidateFacts,
+    ComponentFacts,
+    Decision,
+    LineFacts,
+    RoutingInput,
+    Verdict,
+    cost_of,
+    decide,
+    rank,
+)
 from engine.privacy import mask, recipient_token
 from engine.servicelevel import ship_by
 from engine.uow import UnitOfWork

@@ -3,7 +3,7 @@ ships within 48 h (24 h for suppliers enrolled with 24 h)."""
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 
 LOCAL = timezone(timedelta(hours=8), "CST")  # China Standard Time, no daylight saving
 CUTOFF = time(16, 0)
@@ -15,7 +15,7 @@ def ship_by(allocated_at: datetime, ship_within_hours: int = 48) -> datetime:
     if local.timetz().replace(tzinfo=None) < CUTOFF:
         end_of_day = datetime.combine(local.date(), time(23, 59, 59), LOCAL)
         deadline = min(deadline, end_of_day)
-    return deadline.astimezone(timezone.utc)
+    return deadline.astimezone(UTC)
 
 
 def is_late(tracked_at: datetime, ship_by_at: datetime) -> bool:

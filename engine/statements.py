@@ -26,7 +26,7 @@ unpriced SKU (RC3), and executes `IssueStatement`, whose handler asks the suppli
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -40,7 +40,7 @@ from engine.servicelevel import LOCAL
 
 MAX_PER_DAY = 3  # rule RC4
 MIN_APART = timedelta(minutes=10)  # rule RC4
-UTC = timezone.utc
+UTC = UTC
 _Q4, _Q2 = Decimal("0.0001"), Decimal("0.01")
 _canonical = msgspec.json.Encoder(order="sorted", decimal_format="string")
 

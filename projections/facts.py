@@ -7,20 +7,42 @@ sealed remark, the masked recipient and its token; nothing here reads them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 
+from engine.allocations import (
+    Allocated,
+    AllocationCancelled,
+    AllocationShipped,
+    InterceptAnswered,
+    InterceptRequested,
+    LossRiskRecorded,
+    TrackingUploaded,
+)
 from engine.catalog import MerchantTierSet, SupplierUpserted
 from engine.merchants import PriceSet
-from engine.allocations import Allocated, AllocationCancelled, AllocationShipped, InterceptAnswered, InterceptRequested, LossRiskRecorded, TrackingUploaded
-from engine.order_events import AftersaleClosed, AftersaleOpened, AllocationEnded, OrderCancelled, OrderHeld, OrderPlaced, OrderReferenced, OrderReleased, OrderRouted, OrderShipped, OrderShippedElsewhere, ReviewChanged, ShippedDespiteIntercept
-from projections.schema import ARROW_SCHEMAS, TABLES
+from engine.order_events import (
+    AftersaleClosed,
+    AftersaleOpened,
+    AllocationEnded,
+    OrderCancelled,
+    OrderHeld,
+    OrderPlaced,
+    OrderReferenced,
+    OrderReleased,
+    OrderRouted,
+    OrderShipped,
+    OrderShippedElsewhere,
+    ReviewChanged,
+    ShippedDespiteIntercept,
+)
 from engine.statements import StatementIssued
+from projections.schema import ARROW_SCHEMAS, TABLES
 
-UTC = timezone.utc
+UTC = UTC
 _Q4 = Decimal("0.0001")
 
 

@@ -13,14 +13,14 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from engine import statements as book
 from engine.statements import Statement
 
-UTC = timezone.utc
+UTC = UTC
 
 
 class _Lines:

@@ -14,10 +14,33 @@ from decimal import Decimal
 from typing import Any
 
 from engine import ids
+from engine.allocations import (
+    Allocated,
+    Allocation,
+    AllocationCancelled,
+    AllocationShipped,
+    InterceptAnswered,
+    InterceptRequested,
+    LossRiskRecorded,
+    TrackingUploaded,
+)
 from engine.base import Event
 from engine.errors import NotFound
-from engine.allocations import Allocated, Allocation, AllocationCancelled, AllocationShipped, InterceptAnswered, InterceptRequested, LossRiskRecorded, TrackingUploaded
-from engine.order_events import AddressChanged, AftersaleClosed, AftersaleOpened, AllocationEnded, OrderHeld, OrderPlaced, OrderReferenced, OrderReleased, OrderRouted, OrderShipped, OrderShippedElsewhere, ReviewChanged, ShippedDespiteIntercept
+from engine.order_events import (
+    AddressChanged,
+    AftersaleClosed,
+    AftersaleOpened,
+    AllocationEnded,
+    OrderHeld,
+    OrderPlaced,
+    OrderReferenced,
+    OrderReleased,
+    OrderRouted,
+    OrderShipped,
+    OrderShippedElsewhere,
+    ReviewChanged,
+    ShippedDespiteIntercept,
+)
 from engine.orders import Order
 from engine.policy import CandidateFacts, LineDecision, LineFacts, Verdict, decide
 from engine.privacy import Recipient, mask, unseal
@@ -181,7 +204,8 @@ def describe(e: Event) -> str:
         case OrderPlaced():
             lines = ", ".join(f"{x.line_id}: {x.product_id}/{x.sku_id or x.merchant_code or '-'} x{x.qty} @{x.unit_price}"
                               for x in e.lines)
-            return f"placed on {e.channel or e.platform}, ship to {e.region.province} {e.region.city} {e.region.district}; {lines}"
+            region = f"{e.region.province} {e.region.city} {e.region.district}"
+            return f"placed on {e.channel or e.platform}, ship to {region}; {lines}"
         case OrderReferenced():
             return "a fact about the order arrived before the order"
         case OrderRouted():

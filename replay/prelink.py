@@ -16,15 +16,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from engine import ids
+from engine.backlog import Backlog
 from engine.commands import PREPULL_WINDOW_DAYS
 from engine.errors import Conflict, InvalidCommand, NotFound
 from engine.linking import Link
-from engine.backlog import Backlog
 
 CHUNK = 32
 
@@ -75,7 +75,7 @@ def pull(app: Any, platform: str, shop_id: str, product_id: str, *,
          window_days: int = PREPULL_WINDOW_DAYS, at: datetime | None = None, dry_run: bool = False,
          chunk: int = CHUNK, progress: Callable[[int, int], None] | None = None) -> PullReport:
     """Route (or, dry, show) the product's pre-link orders; `progress(done, total)` per chunk."""
-    at = at or datetime.now(timezone.utc)
+    at = at or datetime.now(UTC)
     if window_days < 1:
         raise InvalidCommand(f"--window-days: must be >= 1, got {window_days}", "L10")
     link = app.load(Link, ids.link_id(platform, shop_id, product_id))

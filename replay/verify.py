@@ -29,14 +29,15 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
+from engine.allocations import Allocated
 from engine.anchor import ANCHOR_ID, GENESIS, LogAnchor, LogAnchored
 from engine.base import decode_event, digest_bytes, encode_event
-from engine.allocations import Allocated
 from engine.order_events import OrderRouted
 from engine.policy import Decision, decide
 
@@ -153,9 +154,9 @@ def _record_anchor(app: Any, result: Result) -> bool:
 
 
 def _now():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class _Scan:

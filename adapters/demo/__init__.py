@@ -53,9 +53,22 @@ from adapters.demo.harness import DemoError
 from adapters.demo.reactions import SupplierWork
 from adapters.demo.report import EXAMPLE_QUERIES, Report, render, report_tables
 from adapters.demo.run import run_demo
-from adapters.demo.scenario import (CODE_ONLY, DAYS_AGO, DEFAULT_ORDERS, DEFAULT_SEED, LATE_LINK, MERCHANT,
-                                    MERCHANT_NAME, QUICK_ORDERS, SCARCE, SHOPS, SUPPLIERS, link_body, product_id,
-                                    sku_id)
+from adapters.demo.scenario import (
+                                    CODE_ONLY,
+                                    DAYS_AGO,
+                                    DEFAULT_ORDERS,
+                                    DEFAULT_SEED,
+                                    LATE_LINK,
+                                    MERCHANT,
+                                    MERCHANT_NAME,
+                                    QUICK_ORDERS,
+                                    SCARCE,
+                                    SHOPS,
+                                    SUPPLIERS,
+                                    link_body,
+                                    product_id,
+                                    sku_id,
+)
 from adapters.demo.wire import Applied, Message, Stage, encode, iso
 
 __all__ = [

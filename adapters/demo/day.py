@@ -11,8 +11,23 @@ from typing import Any
 
 from adapters.demo.generator import PlannedOrder
 from adapters.demo.reactions import Reactions, SupplierWork
-from adapters.demo.scenario import (CODE_ONLY, CODES, HOLD_OVER, HOLD_WORDS, LATE_LINK, MERCHANT, OFFERS, PRICE_RISE,
-                                    PRODUCTS, SHOPS, SUPPLIERS, component, link_body, product_id, sku_id)
+from adapters.demo.scenario import (
+    CODE_ONLY,
+    CODES,
+    HOLD_OVER,
+    HOLD_WORDS,
+    LATE_LINK,
+    MERCHANT,
+    OFFERS,
+    PRICE_RISE,
+    PRODUCTS,
+    SHOPS,
+    SUPPLIERS,
+    component,
+    link_body,
+    product_id,
+    sku_id,
+)
 from adapters.demo.wire import Message, Stage, iso
 
 

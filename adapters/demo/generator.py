@@ -14,10 +14,19 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from adapters.demo.buyers import (GIVEN, HOLD_REMARKS, HOUR_WEIGHTS, PHONE_PREFIXES, REGIONS, REMARKS, STREETS,
-                                  SURNAMES)
-from adapters.demo.scenario import (DAYS_AGO, DEFAULT_ORDERS, DEFAULT_SEED, HOLD_OVER, OFFERS, PRODUCTS, SCARCE,
-                                    SHOPS, ShopSpec, price_on)
+from adapters.demo.buyers import GIVEN, HOLD_REMARKS, HOUR_WEIGHTS, PHONE_PREFIXES, REGIONS, REMARKS, STREETS, SURNAMES
+from adapters.demo.scenario import (
+    DAYS_AGO,
+    DEFAULT_ORDERS,
+    DEFAULT_SEED,
+    HOLD_OVER,
+    OFFERS,
+    PRODUCTS,
+    SCARCE,
+    SHOPS,
+    ShopSpec,
+    price_on,
+)
 from adapters.demo.wire import Message
 from engine.servicelevel import LOCAL
 

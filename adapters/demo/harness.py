@@ -161,7 +161,7 @@ async def _read(js: Any, stream: str, start_seq: int) -> list[Any]:
         while not out or out[-1].metadata.sequence.stream < last:
             try:
                 out.extend(await sub.fetch(1000, timeout=5))
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 raise DemoError(f"could not read {stream} to its end") from None
     finally:
         with contextlib.suppress(Exception):

@@ -14,8 +14,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from adapters.demo.generator import DayPlan
-from adapters.demo.scenario import (DAYS_AGO, LATE_LINK, OFFER_OF_SKU, SCARCE, SHOPS, SUPPLIER, SupplierSpec,
-                                    link_body, product_id)
+from adapters.demo.scenario import (
+    DAYS_AGO,
+    LATE_LINK,
+    OFFER_OF_SKU,
+    SCARCE,
+    SHOPS,
+    SUPPLIER,
+    SupplierSpec,
+    link_body,
+    product_id,
+)
 from adapters.demo.wire import Message, iso, iso_exact, parse_time
 
 

@@ -7,17 +7,16 @@ import asyncio
 import shutil
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from adapters.demo.day import DemoDay
 from adapters.demo.harness import DemoError, run_stages
 from adapters.demo.report import Report, finish, render
-from adapters.demo.scenario import (DAYS_AGO, DEFAULT_ORDERS, DEFAULT_SEED, MERCHANT, MERCHANT_NAME, SHOPS,
-                                    SUPPLIERS)
+from adapters.demo.scenario import DAYS_AGO, DEFAULT_ORDERS, DEFAULT_SEED, MERCHANT, MERCHANT_NAME, SHOPS, SUPPLIERS
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def run_demo(*, seed: int = DEFAULT_SEED, orders: int = DEFAULT_ORDERS, data_dir: Path | None = None,

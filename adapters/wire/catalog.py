@@ -7,9 +7,24 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
-from adapters.wire.fields import (Code, Id, LinkComponent, LinkSku, Money, OfferSku, Platform, Ratio, Score5,
-                                  Score100, ShipWithinHours, Stock, SubjectToken, Time, Title, _In)
-
+from adapters.wire.fields import (
+    Code,
+    Id,
+    LinkComponent,
+    LinkSku,
+    Money,
+    OfferSku,
+    Platform,
+    Ratio,
+    Score5,
+    Score100,
+    ShipWithinHours,
+    Stock,
+    SubjectToken,
+    Time,
+    Title,
+    _In,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Links, codes, stock rules

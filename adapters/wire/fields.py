@@ -4,7 +4,7 @@ order line, a link's components and alternatives, an offer's SKUs). Wire convent
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, ClassVar, Literal
 
@@ -39,8 +39,8 @@ Time = Annotated[
 ]
 # Business times outside these bounds are refused: the engine adds days and hours to them (ship-by,
 # windows, renewals), and a year-9999 time would overflow there instead of being dead-lettered.
-EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 Money = Annotated[
     str,
     Meta(

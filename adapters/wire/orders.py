@@ -10,7 +10,6 @@ from msgspec import Meta
 
 from adapters.wire.fields import Buyer, Id, OrderLine, Platform, Remark, SubjectToken, Text, Time, _In
 
-
 # ---------------------------------------------------------------------------------------------
 # Orders
 

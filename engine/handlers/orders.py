@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from engine import ids
 from engine.commands import (
-    CancelOrder, ChangeAddress, CloseAftersale, OpenAftersale, PlaceOrder, ReleaseOrder, SetReview, ShipElsewhere,
+    CancelOrder,
+    ChangeAddress,
+    CloseAftersale,
+    OpenAftersale,
+    PlaceOrder,
+    ReleaseOrder,
+    SetReview,
+    ShipElsewhere,
 )
 from engine.errors import NotFound
 from engine.handlers.registry import handles

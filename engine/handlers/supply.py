@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from engine import ids
+from engine.catalog import Offer, Supplier
 from engine.commands import (
-    ChangeMerchantSettings, PublishOffer, RegisterCode, RegisterShop, RenewOffer, ReportStock, SetMerchantTier,
-    SetPrice, UpsertSupplier,
+    ChangeMerchantSettings,
+    PublishOffer,
+    RegisterCode,
+    RegisterShop,
+    RenewOffer,
+    ReportStock,
+    SetMerchantTier,
+    SetPrice,
+    UpsertSupplier,
 )
 from engine.errors import InvalidCommand, LinkRefused, UnknownOffer
 from engine.handlers.registry import handles
 from engine.merchants import CodeBook, Merchant, PriceBook, Shop
-from engine.catalog import Offer, Supplier
 from engine.stocksync import supply_changed
 from engine.uow import UnitOfWork
 from engine.values import Alternative, Component, HoldRules, MerchantSettings, check_platform, money

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import nats
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from adapters.bootstrap import Settings
@@ -121,7 +120,7 @@ class Client:
             while True:
                 try:
                     batch = await sub.fetch(1000, timeout=0.3)
-                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                except (TimeoutError, nats.errors.TimeoutError):
                     return out
                 out.extend(batch)
         finally:

@@ -4,7 +4,7 @@ batch behave exactly as they do one by one."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -15,7 +15,7 @@ from engine import ids
 from tests.adapters.natsworld import catalog, order_body
 from tests.world import stored
 
-NOW = datetime(2024, 5, 1, 3, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 5, 1, 3, 0, tzinfo=UTC)
 
 
 def _msg(subject: str, body) -> tuple[str, bytes, datetime]:

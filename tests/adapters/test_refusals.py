@@ -11,7 +11,7 @@ import pytest
 
 from adapters.examples import EXAMPLES
 from adapters.inbound import handle
-from tests.world import EARLIER, OTHER_BUYER, SHOP, T0, alt, allocations, comp, line, link, offer, place, sku, stored
+from tests.world import EARLIER, OTHER_BUYER, SHOP, T0, allocations, alt, comp, line, link, offer, place, sku, stored
 from tests.world import supplier as a_supplier
 
 

@@ -4,7 +4,7 @@ duplicates (section 1), a NATS server restart."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,15 @@ import pytest
 from adapters.bootstrap import Settings, open_app
 from adapters.serve import dead_letter_subject
 from tests.adapters.natsworld import (
-    OFFER, SHOP, SUPPLIER, catalog, client, example, order_body, run, running,
+    OFFER,
+    SHOP,
+    SUPPLIER,
+    catalog,
+    client,
+    example,
+    order_body,
+    run,
+    running,
 )
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(120)]
@@ -49,7 +57,7 @@ def test_bad_messages_become_dead_letters_with_original_bytes_and_serve_goes_on(
             for name, (subject, data) in sent.items():
                 await c.send(subject, data, msg_id=name)
             await c.send("supplier.stock", example("supplier.stock", offer_id="O3", supplier_sku_id="s", stock=7,
-                                                   at=datetime.now(timezone.utc).isoformat()))
+                                                   at=datetime.now(UTC).isoformat()))
             await c.settled()
 
             dead = {m.headers["Nats-Msg-Id"]: m for m in await c.messages("REFLOW_DLQ", at_least=4)}

@@ -3,14 +3,24 @@ suppliers and shops receive what the contract promises (CONTRACT sections 1 and 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from adapters.bootstrap import Settings, open_app
 from tests.adapters.natsworld import (
-    OFFER, PRODUCT, SHOP, SKU, SUPPLIER, catalog, client, example, order_body, run, running, single_link,
+    OFFER,
+    PRODUCT,
+    SHOP,
+    SKU,
+    SUPPLIER,
+    client,
+    example,
+    order_body,
+    run,
+    running,
+    single_link,
 )
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(120)]
@@ -35,7 +45,7 @@ def test_p1_l9_t2_every_subject_reaches_the_engine_and_suppliers_and_shops_hear_
             await c.send("merchant.settings", example("merchant.settings", hold_out_of_stock=False))
             await c.send("supplier.offer", example("supplier.offer", expires_at="2024-05-20T00:00:00+08:00"))
             # Renewed today (M2): on shelf for 30 more days, also for what is routed "now" below.
-            await c.send("offer.renewed", example("offer.renewed", renewed_at=datetime.now(timezone.utc).isoformat()))
+            await c.send("offer.renewed", example("offer.renewed", renewed_at=datetime.now(UTC).isoformat()))
             await c.send("supplier.price", example("supplier.price"))
             await c.send("supplier.price", example("supplier.price", tier=None, price="7.20"))
             await c.send("code.registered", example("code.registered"))
@@ -55,7 +65,7 @@ def test_p1_l9_t2_every_subject_reaches_the_engine_and_suppliers_and_shops_hear_
                 assert app.order(*SHOP, "C-1").status == "held"
                 [alloc_a] = app.allocations_of(*SHOP, order_a)
                 [alloc_b] = app.allocations_of(*SHOP, "B-1")
-                assert app.offer(SUPPLIER, OFFER).expires_at > datetime.now(timezone.utc) + timedelta(days=29)
+                assert app.offer(SUPPLIER, OFFER).expires_at > datetime.now(UTC) + timedelta(days=29)
 
                 # The supplier hears of A and B, masked (P1).
                 out = {b["allocation_id"]: b for b in await c.bodies(

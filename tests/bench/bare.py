@@ -18,7 +18,7 @@ import asyncio
 import json
 import signal
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
 
@@ -37,7 +37,7 @@ def template() -> tuple[list[tuple[str, bytes]], bytes]:
     with tempfile.TemporaryDirectory() as tmp:
         app = open_app(Settings(data_dir=Path(tmp)))
         try:
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             for subject, body in catalog():
                 handle(app, f"reflow.in.{subject}", json.dumps(body).encode(), now)
             start = app.recorder.max_notification_id()
@@ -67,7 +67,7 @@ async def run(nats_url: str, store: str, batch: int, data_dir: Path) -> None:
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(batch, timeout=1.0)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 continue
             stored, keys = [], []
             for m in msgs:

@@ -55,7 +55,7 @@ async def bare_consumer(url: str, n: int, batch: int) -> float:
         while got < n:
             try:
                 msgs = await sub.fetch(batch, timeout=1)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 continue
             for m in msgs:
                 await m.ack()

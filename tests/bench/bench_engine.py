@@ -23,8 +23,8 @@ from eventsourcing.persistence import StoredEvent
 
 from adapters.store import ensure_store, store_env
 from engine.app import Reflow
-from engine.values import Buyer, LineIn
-from tests.world import BUYER, EARLIER, T0, alt, comp, link, offer, sku, supplier
+from engine.values import LineIn
+from tests.world import BUYER, T0, alt, comp, link, offer, sku, supplier
 
 
 def make_app(kind: str, tmp: str) -> tuple[Reflow, callable]:

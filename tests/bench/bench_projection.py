@@ -19,7 +19,7 @@ import argparse
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -114,7 +114,7 @@ def statement_bench(path: Path, lines: int) -> list[tuple[str, float, int]]:
     t = time.perf_counter()
     con.execute(SYNTH.format(allocs=lines // 4, lines=lines))
     out = [("generate facts", time.perf_counter() - t, lines)]
-    utc = timezone.utc
+    utc = UTC
     for label, start, end in [
         ("statement S007, 1 day", datetime(2026, 1, 10, tzinfo=utc), datetime(2026, 1, 11, tzinfo=utc)),
         ("statement S007, 1 month", datetime(2026, 1, 1, tzinfo=utc), datetime(2026, 2, 1, tzinfo=utc)),

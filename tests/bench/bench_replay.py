@@ -32,7 +32,7 @@ import os
 import resource
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -40,22 +40,20 @@ from rich.console import Console
 from rich.table import Table
 
 from engine import ids
-from engine.catalog import Offer, StockReserved
-from engine.allocations import AllocLine, Allocated, Allocation
-from engine.backlog import Backlog, LinesParked, Parked
-from engine.order_events import OrderPlaced, OrderRouted
+from engine.allocations import Allocation, AllocLine
+from engine.backlog import Backlog, Parked
+from engine.catalog import Offer
 from engine.orders import Order
-from engine.values import AllocRef
 from engine.policy import CandidateFacts, ComponentFacts, LineFacts, RoutingInput, decide
 from engine.privacy import mask, recipient_token, seal
 from engine.servicelevel import ship_by
-from engine.values import Buyer, LineIn, SkuQty
+from engine.values import AllocRef, Buyer, LineIn, SkuQty
 from tests.bench.bench_projection import raw_rate
 
 SHOP = ("douyin", "bench-shop")
 PRE = "P-PRE"
 BATCH_EVENTS = 20_000
-PULL_AT = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+PULL_AT = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 SPAN = timedelta(days=20)
 
 

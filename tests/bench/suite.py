@@ -33,14 +33,13 @@ import dataclasses
 import json
 import os
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from uuid import uuid4
@@ -542,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Console(width=200)
     cpu = os.cpu_count()
     out.print(table(rows, f"reflow benchmarks ({'quick' if args.quick else 'full'}, {cpu} CPUs, "
-                          f"{datetime.now(timezone.utc):%Y-%m-%d}, {time.perf_counter() - started:.0f} s)"))
+                          f"{datetime.now(UTC):%Y-%m-%d}, {time.perf_counter() - started:.0f} s)"))
     return 0
 
 

@@ -8,8 +8,8 @@ import sqlite3
 from datetime import timedelta
 
 from adapters.bootstrap import Settings, open_app
-from tests.cli.test_cli_statement import reflow
 from engine.app import utcnow
+from tests.cli.test_cli_statement import reflow
 from tests.world import SHOP, alt, comp, line, link, offer, place, sku, supplier
 
 SHOP_ARGS = ["--platform", SHOP[0], "--shop", SHOP[1]]

@@ -21,8 +21,20 @@ import duckdb
 import msgspec
 import pytest
 
-from adapters.demo import (DAYS_AGO, EXAMPLE_QUERIES, LATE_LINK, QUICK_ORDERS, SCARCE, Applied, DemoDay,
-                           DemoError, Message, encode, product_id, run_demo)
+from adapters.demo import (
+    DAYS_AGO,
+    EXAMPLE_QUERIES,
+    LATE_LINK,
+    QUICK_ORDERS,
+    SCARCE,
+    Applied,
+    DemoDay,
+    DemoError,
+    Message,
+    encode,
+    product_id,
+    run_demo,
+)
 from adapters.messages import BadMessage, decode
 from engine.servicelevel import LOCAL
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.app import Reflow
 from engine import ids
+from engine.app import Reflow
 from engine.catalog import Offer, StockReserved
 from engine.commands import Command, PlaceOrder
 from engine.errors import DomainError, InvalidCommand

@@ -6,11 +6,25 @@ from datetime import timedelta
 
 import pytest
 
-from engine.errors import InvalidCommand, NotFound, TrackingRefused, UnknownAllocation
 from engine.allocations import InterceptRequested
+from engine.errors import InvalidCommand, NotFound, TrackingRefused, UnknownAllocation
 from tests.world import (
-    BUYER, EARLIER, OTHER_BUYER, SHOP, T0, alt, allocations, comp, line, link, offer, order, place, sku,
-    stored, supplier,
+    BUYER,
+    EARLIER,
+    OTHER_BUYER,
+    SHOP,
+    T0,
+    allocations,
+    alt,
+    comp,
+    line,
+    link,
+    offer,
+    order,
+    place,
+    sku,
+    stored,
+    supplier,
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import InvalidCommand, LinkRefused, UnknownOffer, UnknownSupplier
-from tests.world import SHOP, alt, comp, line, link, offer, place, sku, stored, supplier, allocations
+from tests.world import SHOP, allocations, alt, comp, line, link, offer, place, sku, stored, supplier
 
 
 @pytest.fixture

@@ -7,7 +7,22 @@ from datetime import timedelta
 import pytest
 
 from engine.order_events import OrderShipped
-from tests.world import EARLIER, OTHER_BUYER, SHOP, T0, alt, allocations, comp, line, link, offer, order, place, sku, supplier
+from tests.world import (
+    EARLIER,
+    OTHER_BUYER,
+    SHOP,
+    T0,
+    allocations,
+    alt,
+    comp,
+    line,
+    link,
+    offer,
+    order,
+    place,
+    sku,
+    supplier,
+)
 
 
 @pytest.fixture

@@ -8,11 +8,23 @@ from datetime import timedelta
 import pytest
 
 from engine.app import Reflow
-from engine.values import PoolTerms
 from engine.policy import decide
-from engine.values import OfferSku
+from engine.values import OfferSku, PoolTerms
 from tests.world import (
-    EARLIER, OTHER_BUYER, SHOP, T0, alt, allocations, comp, line, link, offer, order, place, sku, supplier,
+    EARLIER,
+    OTHER_BUYER,
+    SHOP,
+    T0,
+    allocations,
+    alt,
+    comp,
+    line,
+    link,
+    offer,
+    order,
+    place,
+    sku,
+    supplier,
 )
 
 

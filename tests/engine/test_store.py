@@ -8,15 +8,14 @@ from decimal import Decimal
 from uuid import uuid4
 
 import psycopg
-import pytest
+from eventsourcing.persistence import JSONTranscoder
 
+from engine.allocations import Allocated, AllocLine
 from engine.base import MsgspecMapper, decode_event
-from engine.allocations import AllocLine, Allocated
 from engine.order_events import OrderRouted
-from engine.policy import CandidateFacts, ComponentFacts, Decision, LineFacts, RoutingInput, decide
+from engine.policy import CandidateFacts, ComponentFacts, LineFacts, RoutingInput, decide
 from engine.privacy import Recipient, mask
 from engine.values import Buyer
-from eventsourcing.persistence import JSONTranscoder
 from tests.world import BUYER, SHOP, alt, comp, line, link, offer, place, sku, supplier
 
 
@@ -102,8 +101,8 @@ def test_cached_aggregate_copies_do_not_share_mutable_state(app):
     """The engine keeps aggregates in the library's cache; a command's copy must not leak back."""
     import copy
 
-    from engine.merchants import PriceBook
     from engine.ids import pricebook_id
+    from engine.merchants import PriceBook
 
     supplier(app, "S1")
     offer(app, "S1", "O1", {"a": 5}, price="7.00")

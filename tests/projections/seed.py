@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from engine.app import Reflow
-from tests.world import T0, alt, allocations, comp, line, link, offer, place, sku, supplier
+from tests.world import T0, allocations, alt, comp, line, link, offer, place, sku, supplier
 
 SHOP = ("douyin", "dy-shop-1")
 H = timedelta(hours=1)

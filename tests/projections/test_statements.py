@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,10 +15,10 @@ import pytest
 from openpyxl import load_workbook
 
 from engine.servicelevel import LOCAL
+from engine.statements import StatementRefused
 from projections.export import COLUMNS, export_statement, rows, text
 from projections.rebuild import rebuild
 from projections.runner import ProjectionRunner
-from engine.statements import StatementRefused
 from projections.statements import issue_statement
 from tests.projections.conftest import rows as query
 from tests.projections.seed import SHOP, H, track

@@ -96,7 +96,7 @@ class Serve:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            raise AssertionError(f"reflow serve did not exit within {timeout}s of SIGTERM; log {self.logs[-1]}")
+            raise AssertionError(f"reflow serve did not exit within {timeout}s of SIGTERM; log {self.logs[-1]}") from None
 
     def close(self) -> None:
         for p in self.procs:
@@ -210,7 +210,7 @@ class Broker:
             while len(out) < info.state.messages:
                 try:
                     out.extend(await sub.fetch(1000, timeout=2))
-                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                except (TimeoutError, nats.errors.TimeoutError):
                     break
         finally:
             with contextlib.suppress(Exception):

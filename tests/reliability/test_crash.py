@@ -11,8 +11,16 @@ import time
 import pytest
 
 from tests.reliability.harness import (
-    Broker, Serve, Verdict, check_leaks, check_orders, check_outbound, check_projections, nats_server,
-    open_store, run,
+    Broker,
+    Serve,
+    Verdict,
+    check_leaks,
+    check_orders,
+    check_outbound,
+    check_projections,
+    nats_server,
+    open_store,
+    run,
 )
 from tests.reliability.workload import Workload
 

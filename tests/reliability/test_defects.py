@@ -8,7 +8,7 @@ copy of what the producer put in REFLOW_IN, which holds the same bytes; see the 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from projections.runner import ProjectionRunner
 from tests.adapters.natsworld import SHOP, catalog, client, example, order_body, run, running
 from tests.reliability.harness import projection_snapshot
 
-NOW = datetime(2026, 11, 2, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 
 
 def settings(nats_server, store: str, tmp_path: Path) -> Settings:

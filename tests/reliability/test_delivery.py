@@ -5,7 +5,6 @@ and, re-published from the dead letters once the allocation exists, applied)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import random
@@ -16,7 +15,15 @@ from typing import Any
 import pytest
 
 from tests.reliability.harness import (
-    Broker, Serve, Verdict, check_leaks, check_orders, check_outbound, nats_server, open_store, run,
+    Broker,
+    Serve,
+    Verdict,
+    check_leaks,
+    check_orders,
+    check_outbound,
+    nats_server,
+    open_store,
+    run,
 )
 from tests.reliability.workload import FATES, Message, Workload
 

@@ -8,7 +8,7 @@ import json
 import os
 import random
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,9 +19,9 @@ from adapters.messages import SUBJECTS
 from tests.adapters.natsworld import SHOP, catalog, order_body
 from tests.reliability.harness import Broker, Serve, Verdict, nats_server, open_store, run
 from tests.reliability.hostile import KINDS, hostile
-from tests.reliability.workload import TOKEN, PHONE
+from tests.reliability.workload import PHONE, TOKEN
 
-NOW = datetime(2026, 11, 2, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 SUBJECT_NAMES = sorted(SUBJECTS)
 NATS_LIMIT = 1024 * 1024 - 4096  # nats-server's max_payload (1 MiB) less headers: bigger is refused on publish
 

@@ -11,7 +11,9 @@ backup alternative) followed by ``n`` orders. Each order has a fate, drawn from 
 | cancel    | order cancelled (I1)                                                 | cancelled           |
 | address   | address changed (I4), tracking for the new allocation                | shipped             |
 | review    | under review (I3), review cleared, tracking for the new allocation   | shipped             |
-| bundle    | a two-supplier bundle line (L4) and a plain line: tracking for one part, address changed (I4: only the untracked part is routed again), a refund of the plain line (I1), tracking for the new part (T2) | shipped |
+| bundle    | a two-supplier bundle line (L4) and a plain line: tracking for one part, address    | shipped             |
+|           | changed (I4: only the untracked part is routed again), a refund of the plain line   |                     |
+|           | (I1), tracking for the new part (T2)                                                 |                     |
 
 Stock is ample, so routing always takes the primary supplier of each line and allocation ids are
 known in advance (``engine.ids.new_allocation_id``): the producer can send the suppliers' tracking
@@ -96,7 +98,7 @@ class Order:
         if self.fate in ("refund", "cancel"):
             return Counter()
         out: Counter = Counter()
-        for line_id, product, qty in self.lines:
+        for _, product, qty in self.lines:
             if self.fate == "bundle" and product != BUNDLE:
                 continue  # refunded before tracking
             for supplier, _, sku in parts_of(product):

@@ -11,7 +11,7 @@ from rich.console import Console
 from engine.errors import NotFound
 from replay.audit import audit, render
 from replay.prelink import pull
-from tests.world import BUYER, SHOP, T0, alt, allocations, comp, line, link, offer, place, sku, supplier
+from tests.world import BUYER, SHOP, T0, allocations, alt, comp, line, link, offer, place, sku, supplier
 
 H = timedelta(hours=1)
 M = timedelta(minutes=1)

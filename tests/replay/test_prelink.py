@@ -12,7 +12,19 @@ from replay.prelink import pull
 from replay.verify import verify
 from tests.replay.test_verify import fresh
 from tests.world import (
-    SHOP, T0, allocations, alt, comp, line, link, offer, order, place, sku, stored, supplier,
+    SHOP,
+    T0,
+    allocations,
+    alt,
+    comp,
+    line,
+    link,
+    offer,
+    order,
+    place,
+    sku,
+    stored,
+    supplier,
 )
 
 H = timedelta(hours=1)

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ PULLED = 400
 
 def test_L10_prelink_cli_while_serve_is_live_routes_each_order_once(nats_server, sqlite_store, tmp_path):
     s = Settings(store=sqlite_store, nats_url=nats_server.url, data_dir=tmp_path / "data")
-    day_ago = (datetime.now(timezone.utc) - timedelta(days=1)).isoformat()
+    day_ago = (datetime.now(UTC) - timedelta(days=1)).isoformat()
 
     def pre_order(n: int) -> dict:
         return order_body(f"PRE-{n}", placed_at=day_ago, lines=[{
