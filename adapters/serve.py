@@ -166,6 +166,12 @@ class Server:
         await ensure_consumer(self.js, self.batch, self.ack_wait)
         sub = await self.js.pull_subscribe_bind(durable=CONSUMER, stream=IN_STREAM)
         self.source = await source_name(self.js)
+        try:
+            await self._check_outbound_belongs_here()
+        except ServeError:
+            for pool in (self.engine, self.reader):
+                pool.shutdown(wait=False)
+            raise
         if self.projections is not None:  # before consuming: refuse to start, one line, if it cannot run
             try:
                 await self.projections.start()
@@ -242,6 +248,20 @@ class Server:
                 await m.nak()
             return False
         return True
+
+    async def _check_outbound_belongs_here(self) -> None:
+        """REFLOW_OUT names the store position of each message it holds. If it holds positions this
+        store does not have, it was filled from another store (a wiped data directory, a move to
+        PostgreSQL, a second trial on a shared broker): publishing would silently skip this store's
+        messages up to there, so refuse to start, in one line."""
+        published = await self.publisher.resume_position()
+        head = await asyncio.get_running_loop().run_in_executor(
+            self.reader, lambda: self.app.recorder.max_notification_id() or 0)
+        if published > head:
+            raise ServeError(
+                f"{OUT_STREAM} already holds messages up to store position {published}, but this store has "
+                f"{head} events: the stream was filled from another store. Run this store against its own "
+                f"NATS server or account, or delete {OUT_STREAM} if that store is gone")
 
     async def _dead_letter(self, dead: list[tuple[Msg, Outcome]]) -> set[int]:
         """Publish the dead letters together; the ids of those the server stored."""

@@ -134,3 +134,26 @@ def test_serve_carries_on_across_a_nats_server_restart(nats_server, sqlite_store
             assert len(out) == 3
 
     run(story)
+
+
+def test_serve_refuses_a_reflow_out_filled_from_another_store(nats_server, tmp_path):
+    """A new store on a broker whose REFLOW_OUT came from another store would publish nothing until
+    its positions passed the old ones (seen on a fresh trial): serve refuses to start, one line."""
+    from adapters.serve import ServeError
+
+    first = settings(nats_server, f"sqlite:///{tmp_path}/a/events.db", tmp_path / "a")
+    second = settings(nats_server, f"sqlite:///{tmp_path}/b/events.db", tmp_path / "b")
+
+    async def story():
+        async with running(first), client(nats_server.url) as c:
+            for subject, body in catalog():
+                await c.send(subject, body)
+            await c.send("order.placed", order_body("S-1"))
+            await c.settled()
+            assert len(await c.messages("REFLOW_OUT", "reflow.out.supplier.*.allocation", at_least=1)) == 1
+        with pytest.raises(ServeError, match=r"REFLOW_OUT already holds messages up to store position \d+, "
+                                             r"but this store has 0 events"):
+            async with running(second):
+                pass
+
+    run(story)
