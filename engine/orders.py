@@ -31,7 +31,7 @@ from engine.order_events import (
     ShippedDespiteIntercept,
 )
 from engine.policy import CandidateFacts, ComponentFacts, Decision, RoutingInput
-from engine.values import Aftersale, AllocRef, LineIn, Package, Region, money
+from engine.values import Aftersale, AllocRef, LineIn, Package, Region, parse_money
 
 AFTERSALE_KINDS = ("refund", "return", "exchange")
 AFTERSALE_OUTCOMES = ("refunded", "rejected", "withdrawn")
@@ -247,7 +247,7 @@ def check_order_lines(lines: tuple[LineIn, ...]) -> None:
     for i, line in enumerate(lines):
         if line.qty < 1:
             raise InvalidCommand(f"lines[{i}].qty: must be >= 1, got {line.qty}")
-        money(f"lines[{i}].unit_price", line.unit_price)
+        parse_money(f"lines[{i}].unit_price", line.unit_price)
         if line.line_id in seen:
             raise InvalidCommand(f"lines[{i}].line_id: {line.line_id!r} appears twice")
         seen.add(line.line_id)

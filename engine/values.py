@@ -112,7 +112,7 @@ class PoolTerms(Value, frozen=True):
     growth_score: int = 0
 
 
-def money(field: str, value: object) -> Decimal:
+def parse_money(field: str, value: object) -> Decimal:
     """A money or ratio value given as a decimal (string); never a float (CONTRACT section 1)."""
     if isinstance(value, (float, bool)):
         raise InvalidCommand(f"{field}: must be a decimal string, got a {type(value).__name__}")

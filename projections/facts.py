@@ -51,7 +51,8 @@ def ts(dt: datetime | None) -> datetime | None:
     return None if dt is None else dt.astimezone(UTC).replace(tzinfo=None)
 
 
-def money(d: Decimal | None) -> Decimal | None:
+def db_money(d: Decimal | None) -> Decimal | None:
+    """Money as the DECIMAL(18, 4) columns hold it."""
     if d is None or d.as_tuple().exponent >= -4:  # type: ignore[operator]
         return d
     return d.quantize(_Q4)
@@ -90,7 +91,7 @@ def _placed(r: Rows, pos: int, e: OrderPlaced) -> None:
     r["orders_placed"].append((oid, e.merchant_id, e.channel, ts(e.at), pos))
     for n, ln in enumerate(e.lines):
         r["order_lines"].append((oid, n, ln.line_id, ln.product_id, ln.sku_id, ln.merchant_code, ln.qty,
-                                 money(ln.unit_price), pos))
+                                 db_money(ln.unit_price), pos))
 
 
 def _referenced(r: Rows, pos: int, e: OrderReferenced) -> None:
@@ -140,7 +141,7 @@ def _allocated(r: Rows, pos: int, e: Allocated) -> None:
                              e.merchant_id, e.supplier_id, e.channel, e.trigger, ts(e.at), ts(e.ship_by), pos))
     for n, ln in enumerate(e.lines):
         r["allocation_lines"].append((e.allocation_id, n, ln.line_id, ln.offer_id, ln.supplier_sku_id,
-                                      ln.product_id, ln.qty, money(ln.unit_cost), money(ln.amount),
+                                      ln.product_id, ln.qty, db_money(ln.unit_cost), db_money(ln.amount),
                                       ln.link_version, pos))
 
 
@@ -158,7 +159,7 @@ def _supplier(r: Rows, pos: int, e: SupplierUpserted) -> None:
 
 
 def _price(r: Rows, pos: int, e: PriceSet) -> None:
-    r["prices"].append((e.supplier_id, e.supplier_sku_id, e.tier or "", money(e.price), ts(e.effective_from),
+    r["prices"].append((e.supplier_id, e.supplier_sku_id, e.tier or "", db_money(e.price), ts(e.effective_from),
                         ts(e.at), pos))
 
 
@@ -169,11 +170,11 @@ def _tier(r: Rows, pos: int, e: MerchantTierSet) -> None:
 def _statement(r: Rows, pos: int, e: StatementIssued) -> None:
     s = e.statement
     r["statements"].append((s.statement_id, s.supplier_id, ts(s.period_from), ts(s.period_to), ts(s.issued_at),
-                            len(s.lines), s.qty, money(s.total), s.content_hash, s.position, pos))
+                            len(s.lines), s.qty, db_money(s.total), s.content_hash, s.position, pos))
     for n, ln in enumerate(s.lines):
         r["statement_lines"].append((
             s.statement_id, n, ln.allocation_id, ln.platform, ln.shop_id, ln.order_id, ln.line_id, ln.offer_id,
-            ln.supplier_sku_id, ln.product_id, ln.qty, money(ln.unit_price), money(ln.amount), ln.price_tier,
+            ln.supplier_sku_id, ln.product_id, ln.qty, db_money(ln.unit_price), db_money(ln.amount), ln.price_tier,
             ts(ln.allocated_at), ts(ln.tracked_at), ln.carrier, ln.tracking_no))
     for n, a in enumerate(s.apart):
         r["statement_apart"].append((

@@ -18,7 +18,7 @@ from engine.orders import Order
 from engine.routing import merchant_of, reroute_backlog, route, unpark
 from engine.stocksync import index_link, sync_stock
 from engine.uow import UnitOfWork
-from engine.values import check_platform, money
+from engine.values import check_platform, parse_money
 
 
 @handles(SetLink)
@@ -53,7 +53,7 @@ def remove_link(c: RemoveLink, uow: UnitOfWork) -> None:
 @handles(SetStockRule)
 def set_stock_rule(c: SetStockRule, uow: UnitOfWork) -> None:
     """Rule S2, per shop SKU: publish floor(sellable x ratio), 0 below the minimum."""
-    rule = check_stock_rule(money("ratio", c.ratio), c.min_stock)
+    rule = check_stock_rule(parse_money("ratio", c.ratio), c.min_stock)
     link = uow.get_or_new(Link, ids.link_id(c.platform, c.shop_id, c.product_id))
     if link.set_rule(c.platform, c.shop_id, c.product_id, c.sku_id or "", rule, c.at):
         sync_stock(uow, [link], c.at)

@@ -20,7 +20,7 @@ from engine.handlers.registry import handles
 from engine.merchants import CodeBook, Merchant, PriceBook, Shop
 from engine.stocksync import supply_changed
 from engine.uow import UnitOfWork
-from engine.values import Alternative, Component, HoldRules, MerchantSettings, check_platform, money
+from engine.values import Alternative, Component, HoldRules, MerchantSettings, check_platform, parse_money
 
 
 @handles(UpsertSupplier)
@@ -62,7 +62,7 @@ def report_stock(c: ReportStock, uow: UnitOfWork) -> None:
 
 @handles(SetPrice)
 def set_price(c: SetPrice, uow: UnitOfWork) -> None:
-    price = money("price", c.price)
+    price = parse_money("price", c.price)
     uow.supplier(c.supplier_id)
     uow.get_or_new(PriceBook, ids.pricebook_id(c.supplier_id)).set_price(
         c.at, c.supplier_id, c.supplier_sku_id, price, c.effective_from, c.tier)
@@ -76,8 +76,8 @@ def register_shop(c: RegisterShop, uow: UnitOfWork) -> None:
 
 @handles(ChangeMerchantSettings)
 def change_merchant_settings(c: ChangeMerchantSettings, uow: UnitOfWork) -> None:
-    tolerance = money("split_tolerance", c.split_tolerance) if c.split_tolerance is not None else None
-    amount = money("hold_amount_over", c.hold_amount_over) if c.hold_amount_over is not None else None
+    tolerance = parse_money("split_tolerance", c.split_tolerance) if c.split_tolerance is not None else None
+    amount = parse_money("hold_amount_over", c.hold_amount_over) if c.hold_amount_over is not None else None
     merchant = uow.get_or_new(Merchant, ids.merchant_id(c.merchant_id))
     cur = merchant.settings
     holds = HoldRules(
