@@ -68,6 +68,8 @@ class InterceptOut(msgspec.Struct, frozen=True):
 
     allocation_id: str
     reason: str
+    requested_at: datetime | None = None
+    """When the fact that stopped it happened (an addition to the contract)."""
 
 
 class PackageOut(msgspec.Struct, frozen=True):
@@ -137,7 +139,8 @@ class Mapper:
                 subject = f"reflow.out.supplier.{event.supplier_id}.allocation"
             case InterceptRequested() | AllocationCancelled():
                 allocated = self.first_event(event.originator_id)
-                body = InterceptOut(allocation_id=allocated.allocation_id, reason=event.reason)
+                body = InterceptOut(allocation_id=allocated.allocation_id, reason=event.reason,
+                                    requested_at=event.at)
                 subject = f"reflow.out.supplier.{allocated.supplier_id}.intercept"
             case OrderShipped():
                 order = self.first_event(event.originator_id)  # OrderPlaced or OrderReferenced

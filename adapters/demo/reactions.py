@@ -46,11 +46,13 @@ class Reactions(DayPlan):
         """Each supplier's answers to what REFLOW_OUT told it, in the order they happen."""
         allocations: dict[str, dict[str, Any]] = {}
         intercepts: dict[str, str] = {}
+        requested: dict[str, datetime] = {}
         for subject, body in out:
             if subject.endswith(".allocation"):
                 allocations[body["allocation_id"]] = body
             elif subject.endswith(".intercept"):
                 intercepts.setdefault(body["allocation_id"], body["reason"])
+                requested.setdefault(body["allocation_id"], parse_time(body["requested_at"]))
         allocations = dict(sorted(allocations.items()))
         timed: list[tuple[datetime, str, str, dict[str, Any]]] = []
         for aid, a in allocations.items():
@@ -59,20 +61,21 @@ class Reactions(DayPlan):
             allocated_at, ship_by = parse_time(a["allocated_at"]), parse_time(a["ship_by"])
             ref = {"supplier_id": s.supplier_id, "allocation_id": aid}
             units = [(s.supplier_id, x["supplier_sku_id"], x["qty"]) for x in a["lines"]]
-            if aid in intercepts:
+            if aid in intercepts:  # answered after it was asked, never before (the demo's own timeline)
+                asked = requested[aid]
                 x = r.random()
                 if x < s.ignores:  # shipped anyway: the upload is refused and recorded (I7)
-                    when = allocated_at + timedelta(minutes=r.randint(60, 600))
+                    when = max(allocated_at + timedelta(minutes=r.randint(60, 600)), asked + timedelta(minutes=10))
                     timed.append((when, aid, "tracking.uploaded", {**ref, **self._tracking(s, r), "uploaded_at": iso(when)}))
                 elif x < s.ignores + s.too_late and not intercepts[aid].startswith("review"):
-                    when = allocated_at + timedelta(minutes=r.randint(120, 480))
+                    when = max(allocated_at + timedelta(minutes=r.randint(120, 480)), asked + timedelta(minutes=5))
                     tracking = self._tracking(s, r)
                     work.tracked_at[tracking["tracking_no"]] = when
                     work.shipped_units.update({(sup, sku): q for sup, sku, q in units})
                     timed.append((when, aid, "intercept.answered",
                                    {**ref, "outcome": "too_late", **tracking, "answered_at": iso(when)}))
                 else:
-                    when = allocated_at + timedelta(minutes=r.randint(20, 180))
+                    when = asked + timedelta(minutes=r.randint(5, 120))
                     timed.append((when, aid, "intercept.answered", {**ref, "outcome": "stopped", "answered_at": iso(when)}))
                 continue
             x = r.random()

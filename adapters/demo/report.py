@@ -152,6 +152,10 @@ def render(report: Report, console: Any) -> None:
 
     console.print(f"[bold]Analysts' database[/]: {report.duckdb_path}", highlight=False, soft_wrap=True)
     console.print(f"open it read-only:  duckdb -readonly {report.duckdb_path}", highlight=False, soft_wrap=True)
+    console.print("(the duckdb command line comes with `pip install duckdb-cli`, or from Python:\n"
+                  f"  .venv/bin/python -c \"import duckdb; duckdb.connect('{report.duckdb_path}', read_only=True)"
+                  ".sql('SELECT status, count(*) FROM orders GROUP BY ALL').show()\")",
+                  highlight=False, markup=False, soft_wrap=True)
     for title, sql in EXAMPLE_QUERIES:
         console.print(f"\n-- {title}", highlight=False, markup=False, soft_wrap=True)
         console.print(sql, highlight=False, markup=False, soft_wrap=True)

@@ -276,6 +276,24 @@ def test_the_engine_decides_the_demo_timeline_the_same_in_any_batch_size(tmp_pat
                for events in reference.values() for name, e in events)
 
 
+@pytest.mark.timeout(300)
+def test_i8_demo_suppliers_answer_intercepts_after_they_were_requested(tmp_path):
+    """Issue 14: the demo's suppliers answered some intercepts before they were requested. Each
+    answer (and each tracking of an ignored intercept) now comes after the intercept's time."""
+    day = date(2026, 5, 1)
+    start = datetime(day.year, day.month, day.day, tzinfo=LOCAL)
+    _, history = play_in_process(tmp_path, DemoDay(7, QUICK_ORDERS, day), 256,
+                                 start + timedelta(days=DAYS_AGO, hours=9))
+    answered = 0
+    for events in history.values():
+        stopped = [e["at"] for name, e in events if name in ("InterceptRequested", "AllocationCancelled")]
+        later = [e["at"] for name, e in events if name in ("InterceptAnswered", "LossRiskRecorded")]
+        if stopped and later:
+            answered += len(later)
+            assert min(later) >= stopped[0]
+    assert answered > 10
+
+
 def test_the_demo_refuses_a_day_that_is_not_in_the_past(tmp_path):
     """The day's trackings and returns run over the next days; the morning is now."""
     recent = datetime.now(LOCAL).date() - timedelta(days=DAYS_AGO - 1)
