@@ -127,8 +127,13 @@ def whatif(
         table.add_row(r.order_id, r.decided_at.astimezone(LOCAL).strftime("%Y-%m-%d %H:%M"), r.trigger, r.recorded,
                       str(r.recorded_cost), r.what_if, str(r.what_if_cost), f"{r.delta:+}")
     console.print(table)
+    lost = report.unroutable
     console.print(f"{len(report.rows)} orders replayed, {len(report.changed)} would change; cost difference "
-                  f"{report.delta:+}; nothing stored")
+                  f"{report.delta:+} over the orders routed the same lines both ways; nothing stored")
+    if lost or report.newly_routed:
+        console.print(f"apart: {len(lost)} orders would have {sum(r.lines_lost for r in lost)} lines left "
+                      f"unroutable (recorded cost {sum((r.recorded_cost for r in lost), Decimal(0)):.2f}, "
+                      f"not a saving); {len(report.newly_routed)} unroutable before would be routed")
     if out is not None:
         rows = [r.as_dict() for r in report.rows]
         columns = ["order_id", "decided_at", "trigger", "recorded", "recorded_cost", "what_if", "what_if_cost", "delta"]

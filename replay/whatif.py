@@ -69,15 +69,26 @@ class Row:
     what_if: str
     what_if_cost: Decimal
     delta: Decimal
+    lines_lost: int = 0
+    """Lines the recorded decision routed that the what-if leaves unroutable (their cost is gone
+    because nothing would be bought, not because something cheaper would)."""
+    lines_gained: int = 0
+    """Lines the recorded decision left unroutable that the what-if routes."""
 
     @property
     def changed(self) -> bool:
         return self.recorded != self.what_if or self.delta != 0
 
+    @property
+    def comparable(self) -> bool:
+        """Routed the same lines both ways, so the cost difference is a saving or a cost."""
+        return not (self.lines_lost or self.lines_gained)
+
     def as_dict(self) -> dict[str, Any]:
         return {"order_id": self.order_id, "decided_at": self.decided_at, "trigger": self.trigger,
                 "recorded": self.recorded, "recorded_cost": self.recorded_cost, "what_if": self.what_if,
-                "what_if_cost": self.what_if_cost, "delta": self.delta}
+                "what_if_cost": self.what_if_cost, "delta": self.delta, "lines_lost": self.lines_lost,
+                "lines_gained": self.lines_gained}
 
 
 @dataclass
@@ -88,7 +99,17 @@ class Report:
 
     @property
     def delta(self) -> Decimal:
-        return sum((r.delta for r in self.rows), Decimal(0))
+        """The cost difference over the orders routed the same lines both ways."""
+        return sum((r.delta for r in self.rows if r.comparable), Decimal(0))
+
+    @property
+    def unroutable(self) -> list[Row]:
+        """Orders the what-if would leave with lines unroutable that were routed (reported apart)."""
+        return [r for r in self.rows if r.lines_lost]
+
+    @property
+    def newly_routed(self) -> list[Row]:
+        return [r for r in self.rows if r.lines_gained and not r.lines_lost]
 
     @property
     def changed(self) -> list[Row]:
@@ -155,8 +176,11 @@ def _replay_one(order: _Order, event: OrderRouted, change: Change, used: dict, f
         used[key] += after.get(key, 0) - before.get(key, 0)
     rec_cost, rec_text = _summary(event.input, event.decision)
     new_cost, new_text = _summary(changed, again)
+    was = {d.line_id for d in event.decision.lines if d.chosen is not None}
+    now = {d.line_id for d in again.lines if d.chosen is not None}
     return Row(order_id=order.order_id, decided_at=event.at, trigger=event.trigger, recorded=rec_text,
-               recorded_cost=rec_cost, what_if=new_text, what_if_cost=new_cost, delta=new_cost - rec_cost)
+               recorded_cost=rec_cost, what_if=new_text, what_if_cost=new_cost, delta=new_cost - rec_cost,
+               lines_lost=len(was - now), lines_gained=len(now - was))
 
 
 def _change_input(order: _Order, inp: RoutingInput, change: Change, facts_now: UnitOfWork) -> RoutingInput:

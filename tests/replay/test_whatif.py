@@ -52,6 +52,15 @@ def test_A1_stock_a_what_if_uses_is_gone_for_later_orders(world):
     assert report.rows[-1].delta == Decimal("-6.80")
 
 
+def test_A1_lines_left_unroutable_are_reported_apart_not_as_savings(world):
+    """Issue 14: `whatif --without-supplier` counted lines that became unroutable (cost 0) as savings."""
+    place(world, "W3", line("L1", "P1"), at=T0 + 3 * H)
+    report = replay(world, *SHOP, START, END, Change(without=frozenset({"S1"})))
+    [lost] = report.unroutable
+    assert (lost.order_id, lost.lines_lost, lost.recorded_cost) == ("W3", 1, Decimal("6.80"))
+    assert report.delta == Decimal("1.20")  # the three orders moved to S2, not W3's "saving"
+
+
 def test_A1_a_new_link_uses_recorded_facts_and_the_store_for_new_sources(world):
     new = (sku("K1", alt(comp("S1", "O1", "a", qty=2)), alt(comp("S3", "O3", "d"))),)
     report = replay(world, *SHOP, START, END, Change(product_id="P1", link=new))
