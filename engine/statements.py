@@ -34,8 +34,10 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 import msgspec
 
 from engine.base import Aggregate, Event, Value
+from engine.catalog import Supplier
 from engine.commands import IssueStatement
-from engine.errors import DomainError, InvalidCommand
+from engine.errors import DomainError, InvalidCommand, NotFound, UnknownSupplier
+from engine.ids import supplier_id as supplier_id_uuid
 from engine.servicelevel import LOCAL
 
 MAX_PER_DAY = 3  # rule RC4
@@ -217,6 +219,8 @@ def issue_statement(app: Any, source: StatementLines, supplier_id: str, date_fro
     """Issue a statement (RC1-RC5) from the lines `source` gives, and store it as an event."""
     at = (at or datetime.now(UTC)).astimezone(UTC)
     start, end = period(date_from, date_to)
+    if app.load(Supplier, supplier_id_uuid(supplier_id)) is None:
+        raise UnknownSupplier(f"supplier: reflow knows no supplier {supplier_id!r} (no supplier.upserted for it)", "RC2")
     book = app.load(SupplierStatements, statements_uuid(supplier_id))
     if book is not None:
         book.check_may_issue(supplier_id, at)  # refuse early, before any work
@@ -233,3 +237,12 @@ def issue_statement(app: Any, source: StatementLines, supplier_id: str, date_fro
 
 def _aware(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def issued(app: Any, statement_id: str) -> Statement:
+    """An issued statement by its id (`ST-<supplier>-<China-time day>-<n>`), to export it again."""
+    supplier_id = statement_id.removeprefix("ST-").rsplit("-", 2)[0]
+    for event in app.events.get(statements_uuid(supplier_id)) if statement_id.startswith("ST-") else ():
+        if isinstance(event, StatementIssued) and event.statement.statement_id == statement_id:
+            return event.statement
+    raise NotFound(f"--id: no statement {statement_id!r} was issued")

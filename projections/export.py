@@ -11,13 +11,13 @@ from __future__ import annotations
 import csv
 import os
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import InvalidCommand
+from engine.servicelevel import LOCAL
 from engine.statements import Statement
 
 COLUMNS = ["section", "allocation_id", "platform", "shop_id", "order_id", "line_id", "offer_id",
@@ -53,14 +53,20 @@ def text(value: object) -> str:
     return str(value)
 
 
-def export_statement(statement: Statement, path: str | os.PathLike) -> Path:
+def check_out(path: str | os.PathLike) -> Path:
+    """Refuse an export path before anything is issued: a known extension, no existing file."""
     path = Path(path)
-    kind = path.suffix.lower()
-    writers = {".csv": _csv, ".parquet": _parquet, ".xlsx": _xlsx}
-    if kind not in writers:
+    if path.suffix.lower() not in WRITERS:
         raise InvalidCommand(f"--out: {path.name} must end in .csv, .parquet or .xlsx")
+    if path.exists():
+        raise InvalidCommand(f"--out: {path} exists; reflow does not overwrite it (choose another name)")
+    return path
+
+
+def export_statement(statement: Statement, path: str | os.PathLike) -> Path:
+    path = check_out(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writers[kind](statement, path)
+    WRITERS[path.suffix.lower()](statement, path)
     return path
 
 
@@ -90,12 +96,14 @@ def _xlsx(statement: Statement, path: Path) -> None:
     ws = wb.active
     ws.title = "summary"
     for k, v in summary(statement).items():
-        ws.append([k, v])
+        if k in ("period_from", "period_to", "issued_at"):  # China time, like the CLI's days
+            v = getattr(statement, k).astimezone(LOCAL).strftime("%Y-%m-%d %H:%M:%S (China time)")
+        ws.append([k, float(v) if k == "total" else v])
     sheets = {"line": ("lines", LINE), "post_shipment_aftersale": ("post_shipment_aftersales", APART),
               "loss_risk": ("loss_risks", APART)}
     for section, (title, cols) in sheets.items():
         sheet = wb.create_sheet(title)
-        sheet.append(cols)
+        sheet.append([f"{c} (China time)" if c in ("allocated_at", "tracked_at", "at") else c for c in cols])
         for r in rows(statement):
             if r["section"] == section:
                 sheet.append([_cell(r[c]) for c in cols])
@@ -103,7 +111,11 @@ def _xlsx(statement: Statement, path: Path) -> None:
 
 
 def _cell(value: object) -> object:
-    """openpyxl cannot store aware datetimes; money stays exact as text."""
-    if isinstance(value, datetime | Decimal):
-        return text(value)
+    """Money as numbers (Excel sums them); times in China time, as the CLI's days are (Excel has
+    no time zones: the sheets say so in their header)."""
+    if isinstance(value, datetime):
+        return value.astimezone(LOCAL).replace(tzinfo=None)
     return value
+
+
+WRITERS = {".csv": _csv, ".parquet": _parquet, ".xlsx": _xlsx}

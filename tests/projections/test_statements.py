@@ -223,22 +223,25 @@ def test_export_parquet_reads_back_equal(statement, tmp_path):
 
 
 def test_export_xlsx_reads_back_equal(statement, tmp_path):
+    """Money as numbers Excel can sum, times in China time (issue 14)."""
     path = export_statement(statement, tmp_path / "st.xlsx")
     wb = load_workbook(path)
     summary = {k: v for k, v in wb["summary"].iter_rows(values_only=True)}
     assert (summary["statement_id"], summary["total"], summary["content_hash"]) == (
-        statement.statement_id, "54.00", statement.content_hash)
+        statement.statement_id, 54.0, statement.content_hash)
     lines = list(wb["lines"].iter_rows(values_only=True))
-    header, body = lines[0], lines[1:]
+    header, body = [h.removesuffix(" (China time)") for h in lines[0]], lines[1:]
     assert [dict(zip(header, r)) for r in body] == [
         {c: xlsx_cell(v) for c, v in r.items() if c in header} for r in rows(statement) if r["section"] == "line"]
     assert len(list(wb["loss_risks"].iter_rows())) == 2
 
 
 def xlsx_cell(v):
-    """Money and times are written as exact text; an empty string reads back as an empty cell."""
-    if isinstance(v, Decimal) or hasattr(v, "isoformat"):
-        return text(v)
+    """Money reads back as a number, a time as China time (Excel has no zones), '' as empty."""
+    if isinstance(v, Decimal):
+        return float(v) if v != v.to_integral_value() else int(v)
+    if hasattr(v, "astimezone"):
+        return v.astimezone(LOCAL).replace(tzinfo=None)
     return None if v == "" else v
 
 
