@@ -1,0 +1,274 @@
+"""``reflow show held|unroutable|overdue|link-health|loss-risks``: what needs a person's attention,
+from the analysts' DuckDB file (read-only, the published snapshot: a few seconds behind serve), and
+``reflow link show``'s rendering (registered in ``adapters.cli``).
+
+``overdue`` and ``link-health`` read the ``overdue_allocations`` and ``link_health`` views of
+CONTRACT section 6, which come with issues 16 and 15: until the file has them, the command says so
+in one line and exits 1. Tables keep to the terminal's width (80 columns when not a terminal);
+``--format csv|json`` gives every column, times in China time with their offset.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import typer
+
+show_app = typer.Typer(name="show", no_args_is_help=True,
+                       help="What needs a person's attention, from the analysts' DuckDB views.")
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+FORMAT = typer.Option(Format.table, "--format", help="table (fits the terminal), csv or json (every column).")
+
+_HELD = """
+WITH f AS (
+  SELECT order_uuid,
+    arg_max({'on': value, 'reason': reason}, pos) FILTER (WHERE flag = 'held') AS hold,
+    arg_max({'on': value, 'reason': reason}, pos) FILTER (WHERE flag = 'review') AS review
+  FROM facts.order_flags GROUP BY order_uuid),
+w AS (SELECT platform, shop_id, order_id, count(*) AS withheld_lines
+      FROM order_lines WHERE route_status = 'withheld' GROUP BY ALL)
+SELECT o.platform, o.shop_id, o.order_id, o.placed_at, o.amount, o.status,
+  CASE WHEN f.hold.on THEN f.hold.reason END AS hold_reason,
+  CASE WHEN f.review.on THEN coalesce(f.review.reason, 'under review') END AS review_reason,
+  coalesce(w.withheld_lines, 0) AS withheld_lines
+FROM orders o
+JOIN facts.order_key k USING (platform, shop_id, order_id)
+LEFT JOIN f USING (order_uuid)
+LEFT JOIN w USING (platform, shop_id, order_id)
+WHERE o.status NOT IN ('cancelled', 'shipped') AND (o.status = 'held' OR w.withheld_lines > 0)
+ORDER BY o.placed_at, o.platform, o.shop_id, o.order_id"""
+
+_UNROUTABLE = """
+SELECT l.platform, l.shop_id, l.order_id, l.line_id, l.product_id, l.sku_id, l.qty, l.unroutable_reason,
+  o.placed_at
+FROM order_lines l JOIN orders o USING (platform, shop_id, order_id)
+WHERE l.route_status = 'unroutable' AND NOT l.refunded AND o.status NOT IN ('cancelled', 'shipped')
+ORDER BY o.placed_at, l.platform, l.shop_id, l.order_id, l.line_no"""
+
+_LOSS_RISKS = """
+SELECT allocation_id, supplier_id, platform, shop_id, order_id, carrier, tracking_no, reason, recorded_at
+FROM loss_risks ORDER BY recorded_at, allocation_id"""
+
+_OVERDUE = """
+SELECT allocation_id, supplier_id, platform, shop_id, order_id, ship_by, hours_overdue, reminded_at, rerouted
+FROM overdue_allocations ORDER BY ship_by, allocation_id"""
+
+_LINK_HEALTH = """
+SELECT platform, shop_id, product_id, sku_id, status, since, missing
+FROM link_health WHERE status <> 'healthy' ORDER BY since, platform, shop_id, product_id, sku_id"""
+
+
+def _order(r: dict[str, Any]) -> str:
+    return f"{r['platform']}/{r['shop_id']}/{r['order_id']}"
+
+
+def _why_held(r: dict[str, Any]) -> str:
+    why = [f"hold: {r['hold_reason']}" if r["hold_reason"] else "",
+           f"review: {r['review_reason']}" if r["review_reason"] else "",
+           f"{r['withheld_lines']} withheld (cancelled by hand)" if r["withheld_lines"] else ""]
+    return "; ".join(w for w in why if w)
+
+
+# name -> (view it needs, issue bringing it, query, table columns: (header, cell), what one row is)
+Column = tuple[str, Callable[[dict[str, Any]], Any]]
+VIEWS: dict[str, tuple[str, str, str, list[Column], str]] = {
+    "held": ("orders", "", _HELD, [
+        ("order", _order), ("placed", lambda r: _short(r["placed_at"])), ("amount", lambda r: f"{r['amount']:.2f}"),
+        ("why", _why_held)], "held order"),
+    "unroutable": ("order_lines", "", _UNROUTABLE, [
+        ("order", _order), ("line", lambda r: r["line_id"]),
+        ("product / SKU", lambda r: f"{r['product_id']} / {r['sku_id'] or '-'}"), ("qty", lambda r: r["qty"]),
+        ("why", lambda r: r["unroutable_reason"])], "unroutable line"),
+    "overdue": ("overdue_allocations", "issue 16 (rule T4)", _OVERDUE, [
+        ("allocation", lambda r: r["allocation_id"]), ("supplier", lambda r: r["supplier_id"]),
+        ("order", _order), ("ship by", lambda r: _short(r["ship_by"])), ("hours", lambda r: r["hours_overdue"])],
+        "overdue allocation"),
+    "link-health": ("link_health", "issue 15 (rule L11)", _LINK_HEALTH, [
+        ("product", lambda r: f"{r['platform']}/{r['shop_id']}/{r['product_id']}"), ("SKU", lambda r: r["sku_id"]),
+        ("status", lambda r: r["status"]), ("since", lambda r: _short(r["since"])),
+        ("missing", lambda r: r["missing"])], "link not healthy"),
+    "loss-risks": ("loss_risks", "", _LOSS_RISKS, [
+        ("allocation", lambda r: r["allocation_id"]), ("supplier", lambda r: r["supplier_id"]),
+        ("order", _order), ("parcel", lambda r: f"{r['carrier']} {r['tracking_no']}"),
+        ("recorded", lambda r: _short(r["recorded_at"]))], "loss risk"),
+}
+
+
+def _command(name: str) -> Callable[..., None]:
+    def command(ctx: typer.Context, fmt: Format = FORMAT) -> None:
+        show(ctx.obj.duckdb_path, name, fmt)
+
+    command.__doc__ = {
+        "held": "Orders held by a hold rule (I6), under platform review (RT4), or with lines withheld (I5).",
+        "unroutable": "Order lines no supplier can take now (RT3), with the reason.",
+        "overdue": "Allocations past their ship-by time (T4; the view comes with issue 16).",
+        "link-health": "Links whose SKUs cannot be fulfilled (L11; the view comes with issue 15).",
+        "loss-risks": "Tracking uploaded for a stopped allocation: the parcel may be out (I7).",
+    }[name]
+    return command
+
+
+for _name in VIEWS:
+    show_app.command(_name)(_command(_name))
+
+
+def show(path: Any, name: str, fmt: Format) -> None:
+    import duckdb
+
+    view, issue, query, columns, noun = VIEWS[name]
+    if not path.exists():
+        raise ValueError(f"--duckdb: {path} does not exist yet (reflow serve or reflow rebuild writes it)")
+    with duckdb.connect(str(path), read_only=True) as con:
+        known = con.execute("SELECT count(*) FROM duckdb_views() WHERE schema_name = 'main' AND view_name = ?",
+                            [view]).fetchone()[0]
+        if not known:
+            raise ValueError(f"show {name}: {path} has no {view} view yet; it comes with {issue}"
+                             if issue else f"show {name}: {path} has no {view} view: not a reflow analysts' file")
+        cur = con.execute(query)
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, (_local(v) for v in row))) for row in cur.fetchall()]
+        as_of = con.execute("SELECT max(updated_at) FROM facts.position").fetchone()[0]
+    if fmt is Format.csv:
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow(names)
+        out.writerows([_text(r[n]) for n in names] for r in rows)
+    elif fmt is Format.json:
+        typer.echo(json.dumps([{n: _json(r[n]) for n in names} for r in rows], ensure_ascii=False, indent=1))
+    else:
+        _table(rows, columns, f"{len(rows)} {noun}{'' if len(rows) == 1 else 's'}", path, as_of)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[Column], title: str, path: Any, as_of: Any) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    if rows:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        for header, _ in columns:
+            table.add_column(header, overflow="fold",
+                             justify="right" if header in ("amount", "qty", "hours") else "left")
+        for r in rows:
+            table.add_row(*(_text(cell(r)) for _, cell in columns))
+        console.print(table)
+    when = f", as of {_short(_local(as_of))} China time" if as_of else ""
+    typer.echo(f"{title} ({path.name}{when})")
+
+
+def render_link(app: Any, link: Any, waiting: int) -> None:
+    """`reflow link show`: the link, each source as routing sees it now, stock rules, pre-link orders."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from engine.routing import candidate, merchant_of, settings_of
+
+    now = datetime.now(UTC)
+    uow = app.unit_of_work()
+    merchant = merchant_of(uow, link.platform, link.shop_id)
+    settings = settings_of(uow, merchant)
+    console = Console(highlight=False)
+    typer.echo(f"{link.platform}/{link.shop_id}/{link.product_id}: version {link.link_version}, mode {link.mode}, "
+               f"linked since {_short(link.linked_since)}")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for header in ("SKU", "alt", "supplier / offer / SKU", "qty", "avail", "health"):
+        table.add_column(header, overflow="fold", justify="right" if header in ("qty", "avail") else "left")
+    summary = []
+    for entry in link.skus:
+        name = entry.sku_id or (f"code {entry.merchant_code}" if entry.merchant_code else "(product)")
+        routable = 0
+        for j, alt in enumerate(entry.alternatives):
+            facts = candidate(uow, merchant, 1, alt, j, now, settings)
+            words = [_health(uow, merchant, c, f, now) for c, f in zip(alt.components, facts.components)]
+            routable += all(w in ("ok", "no price") for w in words)
+            label = f"{j + 1}" + (f" p{alt.priority}" if alt.priority is not None else "")
+            if alt.provinces is not None:
+                label += f" {len(alt.provinces)} prov."
+            for k, (c, f, word) in enumerate(zip(alt.components, facts.components, words)):
+                table.add_row(name if j == 0 and k == 0 else "", label if k == 0 else "",
+                              f"{c.supplier_id} / {c.offer_id} / {c.supplier_sku_id}", str(c.qty),
+                              str(f.available), word)
+        summary.append(f"{name} {'can route' if routable else 'cannot route now'} "
+                       f"({routable} of {len(entry.alternatives)} alternatives)")
+    console.print(table)
+    typer.echo("health now: " + "; ".join(summary))
+    for sku, rule in sorted(link.rules.items()):
+        typer.echo(f"stock rule {sku or '(product)'}: ratio {rule.ratio}, min {rule.min_stock}; "
+                   f"published {link.published.get(sku, '-')}")
+    typer.echo(f"pre-link orders waiting for a pull (L10): {waiting}")
+    if waiting:
+        typer.echo(f"  pull them: reflow prelink --platform {link.platform} --shop {link.shop_id} "
+                   f"--product {link.product_id}")
+    typer.echo("(link health proper, with reminders to the shop, comes with issue 15, rule L11)")
+
+
+def _health(uow: Any, merchant: str, comp: Any, facts: Any, now: datetime) -> str:
+    """One component as routing sees it now; the first thing that stops it, or ok."""
+    from engine import ids
+    from engine.catalog import Offer, Supplier
+
+    supplier = uow.get(Supplier, ids.supplier_id(comp.supplier_id))
+    offer = uow.get(Offer, ids.offer_id(comp.supplier_id, comp.offer_id))
+    if supplier is None:
+        return "unknown supplier"
+    if not facts.supplier_active:
+        return "supplier inactive"
+    if offer is None:
+        return "unknown offer"
+    if comp.supplier_sku_id not in offer.skus:
+        return "SKU not in offer"
+    if not offer.on_shelf:
+        return "off shelf"
+    if offer.expired(now):
+        return "offer expired (M2)"
+    if not offer.open_to(merchant):
+        return "private offer (M1)"
+    if not facts.in_pool:
+        return "not in source pool"
+    if facts.available < comp.qty:
+        return "out of stock"
+    return "ok" if facts.unit_cost is not None else "no price"
+
+
+def _local(value: Any) -> Any:
+    """DuckDB's UTC TIMESTAMP as China time."""
+    from engine.servicelevel import LOCAL
+
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(LOCAL)
+    return value
+
+
+def _short(value: Any) -> str:
+    from engine.servicelevel import LOCAL
+
+    return value.astimezone(LOCAL).strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else ""
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime | Decimal):
+        return _text(value)
+    return value
