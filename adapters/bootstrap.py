@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.store import DEFAULT_DATA_DIR, ensure_store, load_cipher_key, store_env
+from adapters.store import DEFAULT_DATA_DIR, ensure_store, store_env
 from engine.app import Reflow
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -26,6 +26,9 @@ class Settings:
     """The analysts' DuckDB file; None = ``<data_dir>/reflow.duckdb``."""
     nats_url: str = DEFAULT_NATS_URL
     data_dir: Path = Path(DEFAULT_DATA_DIR)
+    create_store: bool = True
+    """May :func:`open_app` create the store, its key and its directory? The command line says no
+    (``adapters.cli``) except for ``reflow serve`` and ``reflow demo``."""
 
     @classmethod
     def from_env(cls, **given: object) -> Settings:
@@ -46,9 +49,35 @@ class Settings:
 def open_app(settings: Settings) -> Reflow:
     """The application service on the configured store, with the consumer-data key (P2).
 
-    The key goes in as ``REFLOW_CIPHER_KEY``, never as ``CIPHER_KEY``: the latter would make
-    eventsourcing encrypt every stored event whole."""
-    env = store_env(settings.store, settings.data_dir)
-    ensure_store(env)
-    env["REFLOW_CIPHER_KEY"] = load_cipher_key(settings.data_dir)
-    return Reflow(env)
+    An existing store only, unless ``settings.create_store``; the key must be the store's own
+    (``adapters.storekey``: where the key is found, the fingerprint the store keeps). Refusals are
+    one line (``StoreError``), having changed nothing. The key goes in as ``REFLOW_CIPHER_KEY``,
+    never as ``CIPHER_KEY``: the latter would make eventsourcing encrypt every stored event whole."""
+    from adapters.storekey import StoreError, encrypted_whole, find_key, fingerprint, label, mismatch, probe, record
+
+    where = label(settings.store, settings.data_dir)
+    env = store_env(settings.store, settings.data_dir, create=False)
+    state = probe(env, where, settings.store)
+    if not state.exists and not settings.create_store:
+        raise StoreError(f"{where}: no reflow store there ({state.why}; only `reflow serve` and `reflow demo` "
+                         "create one)")
+    new = not state.has_events and state.fingerprint is None
+    key, source = find_key(env, settings.data_dir, where, create=settings.create_store and new)
+    fp = fingerprint(key)
+    if state.fingerprint is not None and state.fingerprint != fp:
+        raise mismatch(source, where)
+    if settings.create_store:
+        ensure_store(env)
+    env["REFLOW_CIPHER_KEY"] = key
+    whole = encrypted_whole(state, key)
+    if whole:  # a store written (before) with every event encrypted whole: read and write it so
+        env["CIPHER_KEY"] = key
+    app = Reflow(env)
+    if settings.create_store and state.fingerprint is None:  # a new store, or one from before fingerprints
+        try:
+            if record(env, where, settings.store, fp, whole) != fp:
+                raise mismatch(source, where)
+        except BaseException:
+            app.close()
+            raise
+    return app

@@ -1,6 +1,7 @@
 """The ``reflow`` command line: thin over the composition root (``adapters.bootstrap``).
 
-Global options (CONTRACT section 5) come before the command: ``reflow --store URL serve``; each
+Global options (CONTRACT sections 5 and 6) come before the command, ``reflow --store URL serve``,
+or after it, ``reflow serve --store URL`` (``adapters.cli_options``; after wins); before it, each
 also reads its ``REFLOW_*`` environment variable. A failure exits non-zero with one line on
 stderr, ``reflow: <reason>``, never a traceback.
 
@@ -18,10 +19,11 @@ import typer
 from adapters import cli_projections, cli_replay, cli_run
 from adapters.bootstrap import DEFAULT_NATS_URL, Settings
 from adapters.cli_common import fail
+from adapters.cli_options import ReflowGroup
 from adapters.store import DEFAULT_DATA_DIR
 
 app = typer.Typer(
-    name="reflow", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    name="reflow", cls=ReflowGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
     help="Event-sourced order routing for dropshipping merchants.",
 )
 
@@ -45,13 +47,23 @@ def options(
         help="Where the default store, DuckDB file and cipher key live.",
     ),
 ) -> None:
-    ctx.obj = Settings(store=store or None, duckdb=duckdb, nats_url=nats_url, data_dir=data_dir)
+    # Only `serve` and `demo` may create a store (they say so themselves); the options may come
+    # after the command too, and win there (adapters.cli_options).
+    ctx.obj = Settings(store=store or None, duckdb=duckdb, nats_url=nats_url, data_dir=data_dir, create_store=False)
 
 
 # The commands, in the order ``reflow --help`` lists them.
 for command in (cli_run.serve, cli_run.schema, cli_projections.statement, cli_projections.rebuild, cli_run.demo,
                 cli_replay.prelink, cli_replay.whatif, cli_replay.audit, cli_replay.verify):
     app.command()(command)
+
+# The operator's commands (CONTRACT section 6): release, cancel, publish; `link set|show`, `show ...`.
+from adapters import cli_operator, cli_show  # noqa: E402
+
+for command in (cli_operator.release, cli_operator.cancel, cli_operator.publish):
+    app.command()(command)
+app.add_typer(cli_operator.link_app)
+app.add_typer(cli_show.show_app)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -25,7 +26,7 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s reflow %(levelname)s %(message)s")
-    settings: Settings = ctx.obj
+    settings: Settings = replace(ctx.obj, create_store=True)  # serve and demo alone may create a store
     server = asyncio.run(run_serve(settings, batch=batch, ack_wait=ack_wait))
     logging.getLogger("reflow.serve").info(
         "stopped: %d applied, %d dead-lettered, %d published",
@@ -57,8 +58,10 @@ def demo(
     from adapters.demo import QUICK_ORDERS, run_demo
 
     settings: Settings = ctx.obj
-    sources = {name: ctx.parent.get_parameter_source(name) for name in ("store", "duckdb", "data_dir")}
-    given = {name: source is not None and source.name != "DEFAULT" for name, source in sources.items()}
+    # Given before the command (or by REFLOW_*), or after it (adapters.cli_options; demo's own --data-dir)
+    sources = {name: (ctx.parent.get_parameter_source(name), ctx.get_parameter_source(name))
+               for name in ("store", "duckdb", "data_dir")}
+    given = {name: any(s is not None and s.name != "DEFAULT" for s in pair) for name, pair in sources.items()}
     if data_dir is None and given["data_dir"]:
         data_dir = settings.data_dir
     run_demo(seed=seed, orders=QUICK_ORDERS if quick else orders, data_dir=data_dir,

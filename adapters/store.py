@@ -4,7 +4,8 @@ Two stores are supported:
 
 ``sqlite:///relative/path.db`` / ``sqlite:////absolute/path.db``
     ``eventsourcing.sqlite``.  The path is made absolute (so a long-running
-    ``reflow serve`` is immune to ``chdir``) and its parent directory created.
+    ``reflow serve`` is immune to ``chdir``) and its parent directory created
+    (unless ``create=False``: commands that never create a store).
 
     Durability: eventsourcing 9.5 itself switches every file database to
     ``journal_mode=WAL`` on first connect and exposes no setting for
@@ -55,9 +56,11 @@ def default_store_url(data_dir: str | Path = DEFAULT_DATA_DIR) -> str:
 
 
 def store_env(
-    url: str | None, data_dir: str | Path = DEFAULT_DATA_DIR
+    url: str | None, data_dir: str | Path = DEFAULT_DATA_DIR, *, create: bool = True
 ) -> dict[str, str]:
-    """Return the eventsourcing environment for a ``--store`` URL (None → default)."""
+    """Return the eventsourcing environment for a ``--store`` URL (None → default).
+
+    ``create=False`` leaves the file system alone (no SQLite parent directory is made)."""
     if url is None or url == "":
         url = default_store_url(data_dir)
     scheme, sep, _ = url.partition("://")
@@ -68,7 +71,7 @@ def store_env(
             "(use sqlite:///path or postgresql://...)"
         )
     if scheme == "sqlite":
-        return _sqlite_env(url)
+        return _sqlite_env(url, create)
     if scheme in ("postgresql", "postgres"):
         return _postgres_env(url)
     raise ValueError(
@@ -77,7 +80,7 @@ def store_env(
     )
 
 
-def _sqlite_env(url: str) -> dict[str, str]:
+def _sqlite_env(url: str, create: bool = True) -> dict[str, str]:
     rest = url[len("sqlite://") :]
     # sqlite:///rel/path → "/rel/path"[1:]; sqlite:////abs → "//abs"[1:] = "/abs"
     if not rest.startswith("/") or len(rest) < 2:
@@ -90,7 +93,8 @@ def _sqlite_env(url: str) -> dict[str, str]:
         dbname = raw
     else:
         path = Path(raw).expanduser().absolute()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
         dbname = str(path)
     return {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
@@ -143,8 +147,10 @@ def ensure_store(env: dict[str, str]) -> None:
 
     For PostgreSQL with ``POSTGRES_SCHEMA``: ``CREATE SCHEMA IF NOT EXISTS``
     (eventsourcing creates its tables *in* the schema, not the schema).
-    For SQLite the parent directory was already made by :func:`store_env`.
+    For SQLite: the parent directory (also made by :func:`store_env` unless ``create=False``).
     """
+    if env.get("PERSISTENCE_MODULE") == "eventsourcing.sqlite" and env.get("SQLITE_DBNAME", ":memory:") != ":memory:":
+        Path(env["SQLITE_DBNAME"]).parent.mkdir(parents=True, exist_ok=True)
     if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
         return
     schema = env.get("POSTGRES_SCHEMA")
@@ -173,7 +179,7 @@ CIPHER_KEY_ENV = "REFLOW_CIPHER_KEY"
 CIPHER_KEY_FILE = "cipher.key"
 
 
-def _check_key(key: str, source: str) -> str:
+def check_key(key: str, source: str) -> str:
     key = key.strip()
     try:
         n = len(base64.b64decode(key, validate=True))
@@ -193,8 +199,12 @@ def load_cipher_key(data_dir: str | Path = DEFAULT_DATA_DIR) -> str:
     together agree on one key."""
     env_key = os.environ.get(CIPHER_KEY_ENV, "").strip()
     if env_key:
-        return _check_key(env_key, f"${CIPHER_KEY_ENV}")
-    path = Path(data_dir) / CIPHER_KEY_FILE
+        return check_key(env_key, f"${CIPHER_KEY_ENV}")
+    return key_file(Path(data_dir) / CIPHER_KEY_FILE)
+
+
+def key_file(path: Path) -> str:
+    """The key in the file at ``path``, created (mode 0600, 32 bytes, base64) if missing."""
     if not path.exists():
         from eventsourcing.cipher import AESCipher
 
@@ -214,7 +224,7 @@ def load_cipher_key(data_dir: str | Path = DEFAULT_DATA_DIR) -> str:
                 pass  # another process won the race; use its key
         finally:
             tmp.unlink(missing_ok=True)
-    return _check_key(path.read_text(), str(path))
+    return check_key(path.read_text(), str(path))
 
 
 def cipher_env(data_dir: str | Path = DEFAULT_DATA_DIR) -> dict[str, str]:

@@ -11,6 +11,7 @@ conveniences that build the command and execute it.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -65,7 +66,7 @@ class Reflow(Application):
         env = dict(env or {})
         key = env.pop("REFLOW_CIPHER_KEY", None)
         super().__init__(env)
-        key = key or self.env.get("REFLOW_CIPHER_KEY")
+        key = key or os.environ.get("REFLOW_CIPHER_KEY")
         if not key:
             raise InvalidCommand("REFLOW_CIPHER_KEY: a cipher key is needed to seal consumer data")
         self._cipher_key = key
@@ -172,6 +173,15 @@ class Reflow(Application):
         if events or position is not None:
             tracking = Tracking(application_name=position[0], notification_id=position[1]) if position else None
             self.events.put(events, tracking=tracking)
+
+    def construct_env(self, name: str, env: Any = None) -> Environment:
+        """Without ``REFLOW_CIPHER_KEY``: eventsourcing would read it (from ``os.environ``) as this
+        application's ``CIPHER_KEY`` and encrypt every stored event whole, so a store's format would
+        depend on where its key came from. Whole-record encryption only when ``CIPHER_KEY`` is
+        given (``adapters.bootstrap`` does, for a store written that way before)."""
+        merged = super().construct_env(name, env)
+        merged.pop("REFLOW_CIPHER_KEY", None)
+        return merged
 
     def construct_recorder(self) -> ApplicationRecorder:
         """A process recorder: events and a source's position (`run_batch(position=...)`) are

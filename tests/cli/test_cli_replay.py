@@ -74,6 +74,7 @@ def test_L10_A1_A2_prelink_dry_run_then_pull_then_audit_whatif_and_verify(tmp_pa
 
 
 def test_bad_replay_input_gives_one_line_naming_the_field(tmp_path):
+    open_app(Settings(data_dir=tmp_path)).close()  # an (empty) store: only serve and demo create one
     cases = [
         (["prelink", "--platform", "ebay", "--shop", "s", "--product", "p"], "--platform"),
         (["prelink", *SHOP_ARGS, "--product", "p", "--window-days", "0"], "--window-days"),
