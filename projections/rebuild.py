@@ -15,32 +15,9 @@ from typing import Any
 import duckdb
 
 from projections.runner import ProjectionBusy, ProjectionRunner, RunnerLock
+from projections.target import check_target
 
 __all__ = ["ProjectionBusy", "check_target", "rebuild"]
-
-
-def check_target(path: Path) -> None:
-    """Refuse, changing nothing, to replace a file that is not reflow's DuckDB file (one made by a
-    projection runner: it has the table `facts.meta`). A path that does not exist is fine."""
-    if not path.exists():
-        return
-    if not path.is_file():
-        why = "is not a file"
-    else:
-        with open(path, "rb") as f:
-            head = f.read(12)
-        why = "is not a DuckDB file" if head[8:12] != b"DUCK" else ""
-    if not why:
-        try:
-            with duckdb.connect(str(path), read_only=True) as con:
-                found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'facts' "
-                                    "AND table_name = 'meta'").fetchone()[0]
-            why = "" if found else "is a DuckDB file without reflow's tables (facts.meta)"
-        except duckdb.Error as e:
-            why = f"cannot be read to check it is reflow's ({str(e).splitlines()[0]})"
-    if why:
-        raise ValueError(f"--duckdb {path}: {why}; reflow rebuild replaces only reflow's own DuckDB file "
-                         "(give --duckdb a new path or reflow's file)")
 
 
 def rebuild(app: Any, duckdb_path: str | os.PathLike, progress: bool = True, *, batch: int = 5000) -> int:

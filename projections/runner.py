@@ -54,6 +54,7 @@ from eventsourcing.persistence import Notification
 from engine.base import decode_event
 from projections.facts import HANDLERS, Batch
 from projections.schema import RUNNER_TABLE, SCHEMA_VERSION, TABLES, VIEWS, ddl
+from projections.target import check_target
 
 
 class ProjectionOutdated(RuntimeError):
@@ -129,6 +130,8 @@ class ProjectionRunner:
         self._topics = {topic: cls for cls in HANDLERS for topic in topics_of(cls)}
         self._mapper = app.mapper
         self._plain = not (getattr(self._mapper, "cipher", None) or getattr(self._mapper, "compressor", None))
+        if publish:
+            check_target(self.path)  # serve, rebuild, a statement: never replace a file not reflow's
         self.runner_lock = runner_lock or RunnerLock(self.path, owner, wait=wait)
         self.owner = self.runner_lock.owner
         self.connection: Any = None

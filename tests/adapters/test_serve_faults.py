@@ -157,3 +157,23 @@ def test_serve_refuses_a_reflow_out_filled_from_another_store(nats_server, tmp_p
                 pass
 
     run(story)
+
+
+def test_serve_never_replaces_a_duckdb_path_that_is_not_reflows_file(nats_server, sqlite_store, tmp_path):
+    """Issue 14: `rebuild` refused a foreign --duckdb file, but serve's projections would replace it."""
+    from dataclasses import replace
+
+    from adapters.serve import ServeError
+
+    report = tmp_path / "report.csv"
+    report.write_text("month,total\n2026-11,3829.40\n")
+    s = replace(settings(nats_server, sqlite_store, tmp_path), duckdb=report)
+
+    async def story():
+        with pytest.raises(ServeError, match=r"--duckdb .*report\.csv: is not a DuckDB file"):
+            async with running(s):
+                pass
+
+    run(story)
+    assert report.read_text() == "month,total\n2026-11,3829.40\n"
+    assert not (tmp_path / "report.csv.work").exists()
