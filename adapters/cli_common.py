@@ -1,10 +1,84 @@
 """What the command modules share: a failure as one line on stderr, times read as China time,
-the platform check, progress bars on stderr."""
+the platform check, progress bars on stderr, and rows printed as a table that keeps to the
+terminal's width (80 columns when not a terminal) or, for scripts, as csv or json on stdout
+(``--format``)."""
 
 from __future__ import annotations
 
+import csv
+import json
 import sys
+from collections.abc import Collection, Sequence
 from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import typer
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+FORMAT = typer.Option(Format.table, "--format", help="table (fits the terminal), csv or json (every column).")
+
+
+def console(*, stderr: bool = False):
+    """A rich console that prints data as it is: no markup (ids may hold brackets), no highlighting."""
+    from rich.console import Console
+
+    return Console(highlight=False, markup=False, stderr=stderr)
+
+
+def table(*headers: str, ids: Collection[str] = (), right: Collection[str] = ()):
+    """A rich table that keeps to the console's width: no outer edge, one rule under the header.
+    Cells wrap at spaces, folding only a word wider than its column; the `ids` columns never wrap
+    or shrink (the others give way: keep them few and short enough to fit together); the `right`
+    columns (numbers) are right-aligned."""
+    from rich import box
+    from rich.table import Table
+
+    out = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for header in headers:
+        out.add_column(header, overflow="fold", no_wrap=header in ids,
+                       justify="right" if header in right else "left")
+    return out
+
+
+def text(value: Any) -> str:
+    """A value as a csv or table cell: nothing for None, times in China time with their offset."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return _china(value).isoformat()
+    return str(value)
+
+
+def json_value(value: Any) -> str:
+    """`json.dumps`'s fallback: times as `text` gives them, money (Decimal) as an exact string."""
+    return text(value)
+
+
+def write_rows(fmt: Format, rows: Sequence[dict[str, Any]], names: Sequence[str]) -> None:
+    """Rows on stdout, each with the fields `names`: csv with a header line, or a json list."""
+    if fmt is Format.csv:
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow(names)
+        out.writerows([text(r.get(n)) for n in names] for r in rows)
+    else:
+        write_json([{n: r.get(n) for n in names} for r in rows])
+
+
+def write_json(data: Any) -> None:
+    typer.echo(json.dumps(data, default=json_value, ensure_ascii=False, indent=1))
+
+
+def _china(value: datetime) -> datetime:
+    from engine.servicelevel import LOCAL
+
+    return value.astimezone(LOCAL) if value.tzinfo else value
 
 
 def parse_when(field: str, text: str, *, end_of_day: bool) -> datetime:

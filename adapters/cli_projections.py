@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from adapters.bootstrap import Settings
+from adapters.cli_common import Format, console, table, write_json, write_rows
 
 
 def statement(
@@ -17,18 +18,17 @@ def statement(
     date_to: str | None = typer.Option(None, "--to", metavar="YYYY-MM-DD", help="Last day, inclusive."),
     out: Path | None = typer.Option(None, "--out", help="Export to FILE.csv, .parquet or .xlsx (a new file)."),
     statement_id: str | None = typer.Option(None, "--id", help="An issued statement, to print or export again."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table (fits the terminal), csv (every row and "
+                               "column, as --out FILE.csv) or json (the summary and the rows)."),
 ) -> None:
-    """Issue a supplier statement (rules RC1-RC5) and print it as a table; with --id, print or
-    export one issued before (nothing is issued)."""
+    """Issue a supplier statement (rules RC1-RC5) and print it; with --id, print or export one
+    issued before (nothing is issued)."""
     from datetime import date, timedelta
-
-    from rich.console import Console
-    from rich.table import Table
 
     from adapters.bootstrap import open_app
     from engine.servicelevel import LOCAL
     from engine.statements import issued
-    from projections.export import check_out, export_statement
+    from projections.export import COLUMNS, check_out, export_statement, rows, summary
     from projections.statements import issue_statement
 
     settings: Settings = ctx.obj
@@ -50,20 +50,31 @@ def statement(
             st = issue_statement(application, settings.duckdb_path, supplier, first, last)
     finally:
         application.close()
-    first = st.period_from.astimezone(LOCAL).date()
-    last = (st.period_to.astimezone(LOCAL) - timedelta(microseconds=1)).date()
-    table = Table(title=f"statement {st.statement_id}  {st.supplier_id}  {first} .. {last}")
-    for column in ("allocation", "order", "sku", "qty", "unit price", "amount"):
-        table.add_column(column, justify="right" if column in ("qty", "unit price", "amount") else "left")
-    for line in st.lines:
-        table.add_row(line.allocation_id, line.order_id, line.supplier_sku_id, str(line.qty),
-                      str(line.unit_price), str(line.amount))
-    console = Console()
-    console.print(table)
-    console.print(f"lines {len(st.lines)}  total {st.total}  hash {st.content_hash}")
+    if fmt is Format.csv:
+        write_rows(fmt, rows(st), COLUMNS)
+    elif fmt is Format.json:  # the summary's times as the rows' are: China time with the offset
+        write_json({"summary": {**summary(st), **{k: getattr(st, k) for k in ("period_from", "period_to",
+                                                                               "issued_at")}},
+                    "rows": rows(st)})
+    else:
+        first = st.period_from.astimezone(LOCAL).date()
+        last = (st.period_to.astimezone(LOCAL) - timedelta(microseconds=1)).date()
+        # Ids whole on every line; the unit price (amount / qty) and the rest are in csv, json and --out.
+        lines = table("allocation", "order", "SKU", "qty", "amount", ids=("allocation", "order"),
+                      right=("qty", "amount"))
+        for line in st.lines:
+            lines.add_row(line.allocation_id, line.order_id, line.supplier_sku_id, str(line.qty), str(line.amount))
+        stdout = console()
+        stdout.print(f"statement {st.statement_id}  {st.supplier_id}  {first} .. {last} (China time)")
+        stdout.print(lines)
+        stdout.print(f"lines {len(st.lines)}  total {st.total}  hash {st.content_hash}")
+        if st.apart:
+            kinds = [a.section for a in st.apart]
+            stdout.print(f"listed apart (in csv, json and --out): {kinds.count('post_shipment_aftersale')} "
+                         f"post-shipment after-sales, {kinds.count('loss_risk')} loss risks")
     if out is not None:
         export_statement(st, out)
-        console.print(f"written {out}")
+        console(stderr=fmt is not Format.table).print(f"written {out}")
 
 
 def rebuild(ctx: typer.Context) -> None:

@@ -3,11 +3,26 @@ registered in ``adapters.cli``; logic in ``replay/``)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import typer
 
-from adapters.cli_common import check_platform, fail, parse_when, progress_bar, progress_callback
+from adapters.cli_common import (
+    Format,
+    check_platform,
+    console,
+    fail,
+    parse_when,
+    progress_bar,
+    progress_callback,
+    table,
+    write_json,
+    write_rows,
+)
+
+WHATIF_COLUMNS = ["order_id", "decided_at", "trigger", "recorded", "recorded_cost", "what_if", "what_if_cost",
+                  "delta", "lines_lost", "lines_gained"]
 
 
 def prelink(
@@ -78,12 +93,11 @@ def whatif(
     without: list[str] = typer.Option([], "--without-supplier", help="Take a supplier out (repeatable)."),
     show_all: bool = typer.Option(False, "--all", help="List unchanged decisions too."),
     out: Path | None = typer.Option(None, "--out", help="Also write every row to FILE.csv or .parquet."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table (fits the terminal; the summary after it), "
+                               "csv or json (every field, the summary on stderr)."),
 ) -> None:
     """What-if (rule A1): replay a period's decisions with a changed link or policy; store nothing."""
     from decimal import Decimal, InvalidOperation
-
-    from rich.console import Console
-    from rich.table import Table
 
     from adapters.bootstrap import open_app
     from replay.export import export_rows
@@ -117,27 +131,42 @@ def whatif(
                             progress=progress_callback(bar, task))
     finally:
         application.close()
-    console = Console()
-    table = Table(title=f"what-if {change.describe()}: {platform}/{shop} {date_from} .. {date_to}")
-    for col in ("order", "decided (China)", "trigger", "recorded", "cost", "what-if", "cost ", "difference"):
-        table.add_column(col, justify="right" if col.strip() in ("cost", "difference") else "left")
     from engine.servicelevel import LOCAL
 
-    for r in report.rows if show_all else report.changed:
-        table.add_row(r.order_id, r.decided_at.astimezone(LOCAL).strftime("%Y-%m-%d %H:%M"), r.trigger, r.recorded,
-                      str(r.recorded_cost), r.what_if, str(r.what_if_cost), f"{r.delta:+}")
-    console.print(table)
+    shown = report.rows if show_all else report.changed
+    if fmt is Format.table:
+        stdout = console()
+        stdout.print(f"what-if {change.describe()}: {platform}/{shop} {date_from} .. {date_to} (China time)")
+        grid = table("order, decided", "recorded → what-if", "delta", ids=("order, decided", "delta"),
+                     right=("delta",))
+        for r in shown:
+            grid.add_row(f"{r.order_id}\n{r.decided_at.astimezone(LOCAL):%Y-%m-%d %H:%M}",
+                         _routes(r.recorded, r.what_if), f"{r.delta:+}")
+        stdout.print(grid)
+    else:
+        write_rows(fmt, [r.as_dict() for r in shown], WHATIF_COLUMNS)
+    notes = console(stderr=fmt is not Format.table)  # csv and json alone on stdout
     lost = report.unroutable
-    console.print(f"{len(report.rows)} orders replayed, {len(report.changed)} would change; cost difference "
-                  f"{report.delta:+} over the orders routed the same lines both ways; nothing stored")
+    notes.print(f"{len(report.rows)} orders replayed, {len(report.changed)} would change; cost difference "
+                f"{report.delta:+} over the orders routed the same lines both ways; nothing stored")
     if lost or report.newly_routed:
-        console.print(f"apart: {len(lost)} orders would have {sum(r.lines_lost for r in lost)} lines left "
-                      f"unroutable (recorded cost {sum((r.recorded_cost for r in lost), Decimal(0)):.2f}, "
-                      f"not a saving); {len(report.newly_routed)} unroutable before would be routed")
+        notes.print(f"apart: {len(lost)} orders would have {sum(r.lines_lost for r in lost)} lines left "
+                    f"unroutable (recorded cost {sum((r.recorded_cost for r in lost), Decimal(0)):.2f}, "
+                    f"not a saving); {len(report.newly_routed)} unroutable before would be routed")
     if out is not None:
         rows = [r.as_dict() for r in report.rows]
-        columns = ["order_id", "decided_at", "trigger", "recorded", "recorded_cost", "what_if", "what_if_cost", "delta"]
-        console.print(f"written {export_rows(rows, columns, out)}")
+        notes.print(f"written {export_rows(rows, WHATIF_COLUMNS[:8], out)}")
+
+
+def _routes(recorded: str, what_if: str) -> str:
+    """A what-if row's two routes for a table cell: a line of the order a line of text, spaces where
+    they may wrap (around `/` and `+`, before the count), so no id is ever cut."""
+    def lines(route: str) -> list[str]:
+        return [re.sub(r"(?<=\S)x(\d+)(?=\+|$| )", r" x\1", part).replace("/", " / ").replace("+", " + ")
+                for part in route.split("; ")]
+
+    after = ["same"] if what_if == recorded else lines(what_if)
+    return "\n".join(lines(recorded) + [f"→ {after[0]}"] + [f"  {x}" for x in after[1:]])
 
 
 def _link_skus(path: Path):
@@ -159,13 +188,13 @@ def audit(
     as_of: str | None = typer.Option(
         None, "--as-of", metavar="TIME", help="Show the state as of this time (China time unless an offset is given; "
                                               "a date alone means the end of that day)."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table (fits the terminal), csv (one row a "
+                               "history entry) or json (the whole audit: state, history, decisions)."),
 ) -> None:
     """An order's full history, each routing decision explained, its state as of a time."""
-    from rich.console import Console
-
     from adapters.bootstrap import open_app
+    from replay.audit import HISTORY, as_data, history, render
     from replay.audit import audit as run_audit
-    from replay.audit import render
 
     check_platform(platform)
     when = parse_when("--as-of", as_of, end_of_day=True) if as_of else None
@@ -174,7 +203,12 @@ def audit(
         result = run_audit(application, platform, shop, order, when)
     finally:
         application.close()
-    render(result, Console())
+    if fmt is Format.csv:
+        write_rows(fmt, history(result), HISTORY)
+    elif fmt is Format.json:
+        write_json(as_data(result))
+    else:
+        render(result, console())
 
 
 def verify(

@@ -10,28 +10,18 @@ in one line and exits 1. Tables keep to the terminal's width (80 columns when no
 
 from __future__ import annotations
 
-import csv
-import json
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 import typer
 
+from adapters.cli_common import FORMAT, Format, table, write_rows
+from adapters.cli_common import text as _text
+
 show_app = typer.Typer(name="show", no_args_is_help=True,
                        help="What needs a person's attention, from the analysts' DuckDB views.")
 
-
-class Format(StrEnum):
-    table = "table"
-    csv = "csv"
-    json = "json"
-
-
-FORMAT = typer.Option(Format.table, "--format", help="table (fits the terminal), csv or json (every column).")
 
 _HELD = """
 WITH f AS (
@@ -142,39 +132,27 @@ def show(path: Any, name: str, fmt: Format) -> None:
         names = [d[0] for d in cur.description]
         rows = [dict(zip(names, (_local(v) for v in row))) for row in cur.fetchall()]
         as_of = con.execute("SELECT max(updated_at) FROM facts.position").fetchone()[0]
-    if fmt is Format.csv:
-        out = csv.writer(sys.stdout, lineterminator="\n")
-        out.writerow(names)
-        out.writerows([_text(r[n]) for n in names] for r in rows)
-    elif fmt is Format.json:
-        typer.echo(json.dumps([{n: _json(r[n]) for n in names} for r in rows], ensure_ascii=False, indent=1))
+    if fmt is not Format.table:
+        write_rows(fmt, rows, names)
     else:
         _table(rows, columns, f"{len(rows)} {noun}{'' if len(rows) == 1 else 's'}", path, as_of)
 
 
 def _table(rows: list[dict[str, Any]], columns: list[Column], title: str, path: Any, as_of: Any) -> None:
-    from rich import box
     from rich.console import Console
-    from rich.table import Table
 
-    console = Console(highlight=False)
     if rows:
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-        for header, _ in columns:
-            table.add_column(header, overflow="fold",
-                             justify="right" if header in ("amount", "qty", "hours") else "left")
+        out = table(*(header for header, _ in columns), right=("amount", "qty", "hours"))
         for r in rows:
-            table.add_row(*(_text(cell(r)) for _, cell in columns))
-        console.print(table)
+            out.add_row(*(_text(cell(r)) for _, cell in columns))
+        Console(highlight=False).print(out)
     when = f", as of {_short(_local(as_of))} China time" if as_of else ""
     typer.echo(f"{title} ({path.name}{when})")
 
 
 def render_link(app: Any, link: Any, waiting: int) -> None:
     """`reflow link show`: the link, each source as routing sees it now, stock rules, pre-link orders."""
-    from rich import box
     from rich.console import Console
-    from rich.table import Table
 
     from engine.routing import candidate, merchant_of, settings_of
 
@@ -185,9 +163,7 @@ def render_link(app: Any, link: Any, waiting: int) -> None:
     console = Console(highlight=False)
     typer.echo(f"{link.platform}/{link.shop_id}/{link.product_id}: version {link.link_version}, mode {link.mode}, "
                f"linked since {_short(link.linked_since)}")
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    for header in ("SKU", "alt", "supplier / offer / SKU", "qty", "avail", "health"):
-        table.add_column(header, overflow="fold", justify="right" if header in ("qty", "avail") else "left")
+    sources = table("SKU", "alt", "supplier / offer / SKU", "qty", "avail", "health", right=("qty", "avail"))
     summary = []
     for entry in link.skus:
         name = entry.sku_id or (f"code {entry.merchant_code}" if entry.merchant_code else "(product)")
@@ -200,12 +176,12 @@ def render_link(app: Any, link: Any, waiting: int) -> None:
             if alt.provinces is not None:
                 label += f" {len(alt.provinces)} prov."
             for k, (c, f, word) in enumerate(zip(alt.components, facts.components, words)):
-                table.add_row(name if j == 0 and k == 0 else "", label if k == 0 else "",
-                              f"{c.supplier_id} / {c.offer_id} / {c.supplier_sku_id}", str(c.qty),
-                              str(f.available), word)
+                sources.add_row(name if j == 0 and k == 0 else "", label if k == 0 else "",
+                                f"{c.supplier_id} / {c.offer_id} / {c.supplier_sku_id}", str(c.qty),
+                                str(f.available), word)
         summary.append(f"{name} {'can route' if routable else 'cannot route now'} "
                        f"({routable} of {len(entry.alternatives)} alternatives)")
-    console.print(table)
+    console.print(sources)
     typer.echo("health now: " + "; ".join(summary))
     for sku, rule in sorted(link.rules.items()):
         typer.echo(f"stock rule {sku or '(product)'}: ratio {rule.ratio}, min {rule.min_stock}; "
@@ -258,17 +234,3 @@ def _short(value: Any) -> str:
     from engine.servicelevel import LOCAL
 
     return value.astimezone(LOCAL).strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else ""
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, datetime | Decimal):
-        return _text(value)
-    return value

@@ -255,50 +255,96 @@ def describe(e: Event) -> str:
     return type(e).__name__
 
 
+HISTORY = ["at", "where", "version", "event", "detail"]
+
+
+def history(a: Audit) -> list[dict[str, Any]]:
+    """The timeline as rows, one a history entry (`reflow audit --format csv`)."""
+    return [{"at": x.at, "where": x.source, "version": x.version, "event": type(x.event).__name__,
+             "detail": describe(x.event)} for x in a.entries]
+
+
+def as_data(a: Audit) -> dict[str, Any]:
+    """The whole audit as plain data (`reflow audit --format json`); the consumer masked only (P1)."""
+    from dataclasses import asdict
+
+    o = a.order
+    state = None if o is None else {
+        "status": o.status, "cancelled": o.cancelled, "shipped": o.shipped, "under_review": o.under_review,
+        "held": o.held, "merchant_id": o.merchant_id, "channel": o.channel,
+        "lines": [{"line_id": lid, "route": o.route.get(lid), "unroutable": o.unroutable.get(lid)} for lid in o.lines]}
+    r = a.recipient
+    return {
+        "platform": a.platform, "shop_id": a.shop_id, "order_id": a.order_id, "as_of": a.as_of, "order": state,
+        "recipient_masked": None if r is None else {f: getattr(r, f) for f in r.__struct_fields__},
+        "allocations": [{"allocation_id": x.allocation_id, "supplier_id": x.supplier_id, "status": x.status,
+                         "carrier": x.carrier, "tracking_no": x.tracking_no, "intercept_reason": x.intercept_reason}
+                        for x in a.allocations],
+        "history": history(a), "later_events_not_shown": a.hidden,
+        "decisions": [asdict(d) for d in a.decisions],
+    }
+
+
 def render(a: Audit, console: Any) -> None:
-    """Print an audit with rich: state, timeline, then every decision explained."""
+    """Print an audit with rich: state, timeline, then every decision explained. Keeps to the
+    console's width (80 columns is enough): an entry's time, place and event on one line, its
+    detail under it; a candidate's facts in a table, its components under it; ids never cut."""
+    from rich import box
+    from rich.padding import Padding
     from rich.table import Table
+    from rich.text import Text
+
+    def say(*parts: str | tuple[str, str], indent: int = 0) -> None:
+        console.print(Padding(Text.assemble(*parts), (0, 0, 0, indent)))
 
     when = f"as of {local(a.as_of)} (China time)" if a.as_of else "now"
-    console.print(f"[bold]order {a.platform}/{a.shop_id}/{a.order_id}[/bold]  {when}")
+    say((f"order {a.platform}/{a.shop_id}/{a.order_id}", "bold"), f"  {when}")
     o = a.order
     if o is None:
-        console.print("no event of this order had happened by then")
+        say("no event of this order had happened by then")
     else:
         flags = [f for f, on in (("cancelled", o.cancelled), ("shipped", o.shipped), ("under review", o.under_review),
                                  (f"held: {o.held}", bool(o.held))) if on]
-        console.print(f"status {o.status}" + (f" ({', '.join(flags)})" if flags else "")
-                      + (f"; merchant {o.merchant_id}, channel {o.channel}" if o.placed else ""))
+        say(f"status {o.status}" + (f" ({', '.join(flags)})" if flags else "")
+            + (f"; merchant {o.merchant_id}, channel {o.channel}" if o.placed else ""))
         if a.recipient is not None:
             r = a.recipient
-            console.print(f"recipient (masked) {r.name} {r.phone} {r.province} {r.city} {r.district} {r.address}")
+            say(f"recipient (masked) {r.name} {r.phone} {r.province} {r.city} {r.district} {r.address}")
         if o.lines:
-            console.print("lines: " + "; ".join(
+            say("lines: " + "; ".join(
                 f"{lid} {o.route.get(lid, '?')}" + (f" ({o.unroutable[lid]})" if lid in o.unroutable else "")
                 for lid in o.lines))
         for alloc in a.allocations:
-            console.print(f"allocation {alloc.allocation_id} {alloc.supplier_id}: {alloc.status}"
-                          + (f", {alloc.carrier} {alloc.tracking_no}" if alloc.tracking_no else "")
-                          + (f", {alloc.intercept_reason}" if alloc.intercept_reason else ""))
-    timeline = Table(title="history", show_lines=False)
-    for col in ("time (China)", "where", "v", "event", "detail"):
-        timeline.add_column(col, overflow="fold")
+            say(f"allocation {alloc.allocation_id} {alloc.supplier_id}: {alloc.status}"
+                + (f", {alloc.carrier} {alloc.tracking_no}" if alloc.tracking_no else "")
+                + (f", {alloc.intercept_reason}" if alloc.intercept_reason else ""))
+    say(("history", "bold"), " (China time; each event's detail under it)")
+    where = max((len(x.source) for x in a.entries), default=0)
     for x in a.entries:
-        timeline.add_row(local(x.at), x.source, str(x.version), type(x.event).__name__, describe(x.event))
-    console.print(timeline)
+        say(f"{local(x.at)}  {x.source:<{where}}  v{x.version:<3} {type(x.event).__name__}")
+        say(describe(x.event), indent=4)
     if a.hidden:
-        console.print(f"({a.hidden} later events not shown)")
+        say(f"({a.hidden} later events not shown)")
     for n, d in enumerate(a.decisions, 1):
-        console.print(f"[bold]decision {n}[/bold] at {local(d.at)}, trigger {d.trigger}; reproduced by the "
-                      f"policy: {'yes' if d.reproduced else 'NO (rule RT6 broken)'}"
-                      + (f"; fewer splits: all to {d.consolidated_to}" if d.consolidated_to else ""))
+        say((f"decision {n}", "bold"), f" at {local(d.at)}, trigger {d.trigger}; reproduced by the "
+            f"policy: {'yes' if d.reproduced else 'NO (rule RT6 broken)'}"
+            + (f"; fewer splits: all to {d.consolidated_to}" if d.consolidated_to else ""))
         for line in d.lines:
-            t = Table(title=f"line {line.line_id}: {line.outcome}  (link v{line.link_version}, matched by {line.matched_by})")
-            for col in ("alt", "components (need @unit cost, available)", "cost", "stock", "score", "priority", "verdict"):
-                t.add_column(col, overflow="fold")
+            say((f"line {line.line_id}: {line.outcome}", "bold"),
+                f"  (link v{line.link_version}, matched by {line.matched_by})", indent=2)
+            facts = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)  # as adapters.cli_common.table
+            for col in ("alt", "cost", "stock", "score", "priority", "verdict"):
+                facts.add_column(col, no_wrap=col != "verdict", overflow="fold",
+                                 justify="right" if col in ("cost", "stock", "score") else "left")
+            parts = Table.grid(padding=(0, 2))
+            parts.add_column(no_wrap=True)
+            parts.add_column(overflow="fold")
             for c in line.candidates:
-                t.add_row(str(c.index), c.components, "-" if c.cost is None else str(c.cost), str(c.stock),
-                          str(c.score), "-" if c.priority is None else str(c.priority), c.verdict)
-            console.print(t)
+                facts.add_row(str(c.index), "-" if c.cost is None else str(c.cost), str(c.stock), str(c.score),
+                              "-" if c.priority is None else str(c.priority), c.verdict)
+                parts.add_row(f"alt {c.index}", c.components.replace("; ", "\n"))
+            console.print(Padding(facts, (0, 0, 0, 4)))
+            if line.candidates:
+                console.print(Padding(parts, (0, 0, 0, 4)))
         if d.allocations:
-            console.print("allocations: " + ", ".join(d.allocations))
+            say("allocations: " + ", ".join(d.allocations), indent=2)

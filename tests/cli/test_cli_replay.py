@@ -9,8 +9,8 @@ from datetime import timedelta
 
 from adapters.bootstrap import Settings, open_app
 from engine.app import utcnow
-from tests.cli.test_cli_statement import reflow
-from tests.world import SHOP, alt, comp, line, link, offer, place, sku, supplier
+from tests.cli.test_cli_statement import fits, reflow
+from tests.world import BUYER, SHOP, T0, alt, comp, line, link, offer, place, sku, supplier
 
 SHOP_ARGS = ["--platform", SHOP[0], "--shop", SHOP[1]]
 
@@ -92,3 +92,99 @@ def test_bad_replay_input_gives_one_line_naming_the_field(tmp_path):
         done = reflow(tmp_path, *args)
         assert done.returncode != 0, args
         assert field in done.stderr and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+
+
+# Ids as long as real ones: 19-digit shop order ids, 17-character allocation ids, long offers and SKUs.
+NOW_SUPPLIER, NEW_SUPPLIER = "SUP-HANGZHOU-0001", "SUP-SHENZHEN-0002"
+OFFERS = {NOW_SUPPLIER: "OFFER-771200450001", NEW_SUPPLIER: "OFFER-882300560002"}
+SKUS = {NOW_SUPPLIER: ("SKU-RED-XL-000001", "SKU-BLU-XL-000002"), NEW_SUPPLIER: ("SKU-RED-XL-900001", "SKU-BLU-XL-900002")}
+PRODUCT = "P-3560012345678"
+ORDERS = [f"692123456789012345{n}" for n in range(2)]
+WHATIF = ["order_id", "decided_at", "trigger", "recorded", "recorded_cost", "what_if", "what_if_cost", "delta",
+          "lines_lost", "lines_gained"]
+
+
+def _bundles(app, tmp_path):
+    """Orders of two lines, each line a bundle of two components from one supplier, then shipped."""
+    for s in SKUS:
+        supplier(app, s)
+        offer(app, s, OFFERS[s], {k: 100 for k in SKUS[s]}, price="6.80" if s == NOW_SUPPLIER else "7.20")
+    link(app, PRODUCT, sku("K1", *(alt(*(comp(s, OFFERS[s], k) for k in SKUS[s])) for s in SKUS)))
+    for n, order_id in enumerate(ORDERS):
+        place(app, order_id, line("L1", PRODUCT, qty=2), line("L2", PRODUCT), at=T0 + timedelta(minutes=n))
+        [a] = app.allocations_of(*SHOP, order_id)
+        app.upload_tracking(NOW_SUPPLIER, a.allocation_id, "SF", f"SF14000000000{n}", at=T0 + timedelta(hours=2))
+    allocation_id = app.allocations_of(*SHOP, ORDERS[0])[0].allocation_id
+    app.close()
+    link_file = tmp_path / "link.json"
+    link_file.write_text(json.dumps({"platform": SHOP[0], "shop_id": SHOP[1], "product_id": PRODUCT, "mode": "single",
+                                     "skus": [{"sku_id": "K1", "alternatives": [{"components": [
+                                         {"supplier_id": NEW_SUPPLIER, "offer_id": OFFERS[NEW_SUPPLIER],
+                                          "supplier_sku_id": k, "qty": 1} for k in SKUS[NEW_SUPPLIER]]}]}]}))
+    return allocation_id, link_file
+
+
+def test_A1_whatif_at_80_columns_keeps_ids_whole_and_prints_csv_and_json(tmp_path):
+    """Issue 14: at 80 columns `whatif` cut every column; `--format csv|json` for scripts."""
+    _, link_file = _bundles(open_app(Settings(data_dir=tmp_path)), tmp_path)
+    args = ["whatif", *SHOP_ARGS, "--from", "2000-01-01", "--to", "2099-12-31", "--product", PRODUCT,
+            "--link", str(link_file)]
+    shown = reflow(tmp_path, *args)
+    assert shown.returncode == 0, shown.stderr
+    fits(shown.stdout)
+    for word in [*ORDERS, *SKUS, *OFFERS.values(), *SKUS[NOW_SUPPLIER], *SKUS[NEW_SUPPLIER], "+4.80"]:
+        assert word in shown.stdout, word  # 2 x (2 + 2 + 1 + 1) units x 0.40
+    summary = " ".join(shown.stdout.split()[-25:])  # the summary after the table
+    assert "2 orders replayed, 2 would change; cost difference +4.80" in summary and "nothing stored" in summary
+
+    as_csv = reflow(tmp_path, *args, "--format", "csv")
+    assert as_csv.returncode == 0, as_csv.stderr
+    lines = as_csv.stdout.splitlines()
+    assert lines[0].split(",") == WHATIF  # every field of a row, nothing but the csv on stdout
+    rows = list(csv.DictReader(lines))
+    assert [r["order_id"] for r in rows] == ORDERS and rows[0]["delta"] == "2.40"
+    assert rows[0]["decided_at"].endswith("+08:00") and rows[0]["lines_lost"] == "0"
+    assert f"{NOW_SUPPLIER}/{OFFERS[NOW_SUPPLIER]}/" in rows[0]["recorded"]
+    assert "2 orders replayed" in as_csv.stderr  # the summary apart, on stderr
+
+    as_json = reflow(tmp_path, *args, "--format", "json", "--all", "--out", str(tmp_path / "w.csv"))
+    assert as_json.returncode == 0, as_json.stderr
+    data = json.loads(as_json.stdout)
+    assert [list(r) for r in data] == [WHATIF] * 2
+    assert data[1]["order_id"] == ORDERS[1] and data[1]["what_if_cost"] == "43.20" and data[1]["lines_gained"] == 0
+    assert "written" in as_json.stderr and (tmp_path / "w.csv").exists()
+
+
+def test_audit_at_80_columns_keeps_ids_and_event_names_whole_and_prints_csv_and_json(tmp_path):
+    """Issue 14: at 80 columns `audit` split ids and event names across lines; `--format csv|json`."""
+    allocation_id, _ = _bundles(open_app(Settings(data_dir=tmp_path)), tmp_path)
+    args = ["audit", *SHOP_ARGS, "--order", ORDERS[0]]
+    events = ["OrderPlaced", "OrderRouted", "Allocated", "TrackingUploaded", "OrderShipped", "AllocationShipped"]
+    shown = reflow(tmp_path, *args)
+    assert shown.returncode == 0, shown.stderr
+    fits(shown.stdout)
+    for word in [ORDERS[0], allocation_id, *events, *SKUS[NOW_SUPPLIER], "SF140000000000", "lost: cost"]:
+        assert word in shown.stdout, word
+    assert shown.stdout.count(allocation_id) >= 6  # state, 4 history entries, the decision
+    assert f"{NOW_SUPPLIER}/{OFFERS[NOW_SUPPLIER]}/{SKUS[NOW_SUPPLIER][0]} x2" in shown.stdout  # a component whole
+
+    as_csv = reflow(tmp_path, *args, "--format", "csv")
+    assert as_csv.returncode == 0, as_csv.stderr
+    rows = list(csv.DictReader(as_csv.stdout.splitlines()))  # one row a history entry
+    assert [r["event"] for r in rows] == events
+    assert [r["where"] for r in rows] == ["order", "order", allocation_id, allocation_id, "order", allocation_id]
+    assert rows[0]["at"] == T0.isoformat() and "tracking uploaded: SF SF140000000000" in rows[3]["detail"]
+
+    as_json = reflow(tmp_path, *args, "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    data = json.loads(as_json.stdout)
+    assert data["order"]["status"] == "shipped" and data["as_of"] is None
+    assert [h["event"] for h in data["history"]] == events
+    assert data["allocations"] == [{"allocation_id": allocation_id, "supplier_id": NOW_SUPPLIER, "status": "shipped",
+                                    "carrier": "SF", "tracking_no": "SF140000000000", "intercept_reason": None}]
+    [decision] = data["decisions"]
+    assert decision["reproduced"] and [ln["outcome"] for ln in decision["lines"]] == ["alternative 0"] * 2
+    assert [c["verdict"] for c in decision["lines"][0]["candidates"]] == ["chosen", "lost: cost"]
+    assert data["recipient_masked"]["phone"] == "138****5678"
+    for clear in (BUYER.name, BUYER.phone, BUYER.address):  # rule P1, in every format
+        assert clear not in as_json.stdout and clear not in as_csv.stdout and clear not in shown.stdout

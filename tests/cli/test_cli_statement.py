@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -12,10 +14,19 @@ from adapters.bootstrap import Settings, open_app
 from tests.world import SHOP, T0, alt, comp, line, link, offer, place, sku, supplier
 
 
-def reflow(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+def reflow(tmp: Path, *args: str, columns: int = 80) -> subprocess.CompletedProcess:
+    """The CLI as a subprocess, its tables `columns` wide (80: what a terminal-less run gets)."""
     base = ["--data-dir", str(tmp), "--duckdb", str(tmp / "reflow.duckdb")]
-    return subprocess.run([sys.executable, "-m", "adapters.cli", *base, *args],
+    env = {**{k: v for k, v in os.environ.items() if k != "LINES"}, "COLUMNS": str(columns)}
+    return subprocess.run([sys.executable, "-m", "adapters.cli", *base, *args], env=env,
                           capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+
+
+def fits(out: str, width: int = 80) -> str:
+    """`out`, once every line of it is shown to be at most `width` characters."""
+    wide = [x for x in out.splitlines() if len(x) > width]
+    assert wide == [], wide
+    return out
 
 
 def test_statement_is_issued_exported_and_a_second_too_soon_is_refused(tmp_path):
@@ -112,3 +123,49 @@ def test_rc5_an_issued_statement_exports_again_by_id_as_numbers_in_china_time(tm
     assert first[header.index("tracked_at (China time)")].hour == (T0 + timedelta(hours=2)).hour
     unknown = reflow(tmp_path, "statement", "--id", "ST-S1-20000101-9")
     assert unknown.returncode == 1 and "--id" in unknown.stderr
+
+
+# Ids as long as real ones: 19-digit shop order ids, 17-character allocation ids, long SKUs.
+LONG_SUPPLIER, LONG_OFFER, LONG_SKUS = "SUP-HANGZHOU-0001", "OFFER-771200450001", ("SKU-RED-XL-000001", "SKU-BLU-XL-000002")
+
+
+def test_statement_at_80_columns_keeps_ids_whole_and_prints_csv_and_json(tmp_path):
+    """Issue 14: at 80 columns the table cut order and allocation ids; `--format csv|json` for scripts."""
+    app = open_app(Settings(data_dir=tmp_path))
+    supplier(app, LONG_SUPPLIER)
+    offer(app, LONG_SUPPLIER, LONG_OFFER, {k: 100 for k in LONG_SKUS}, price="6.80")
+    link(app, "P-3560012345678", sku("K1", alt(*(comp(LONG_SUPPLIER, LONG_OFFER, k) for k in LONG_SKUS))))
+    orders = [f"692123456789012345{n}" for n in range(3)]
+    for n, order_id in enumerate(orders):
+        place(app, order_id, line("L1", "P-3560012345678", qty=2), at=T0 + timedelta(minutes=n))
+        [a] = app.allocations_of(*SHOP, order_id)
+        app.upload_tracking(LONG_SUPPLIER, a.allocation_id, "SF", f"SF14000000000{n}", at=T0 + timedelta(hours=2))
+    allocation_ids = {o: app.allocations_of(*SHOP, o)[0].allocation_id for o in orders}
+    app.close()
+    day = T0.date().isoformat()
+
+    shown = reflow(tmp_path, "statement", "--supplier", LONG_SUPPLIER, "--from", day, "--to", day)
+    assert shown.returncode == 0, shown.stderr
+    table = fits(shown.stdout).splitlines()
+    for order_id, allocation_id in allocation_ids.items():  # one table line a component, both ids whole on it
+        rows = [x for x in table if allocation_id in x]
+        assert len(rows) == 2 and all(order_id in x for x in rows), table
+    assert all(k in shown.stdout for k in LONG_SKUS) and "total 81.60" in shown.stdout  # 3 x 2 x 2 x 6.80
+    statement_id = shown.stdout.split("statement ", 1)[1].split()[0]
+
+    as_csv = reflow(tmp_path, "statement", "--id", statement_id, "--format", "csv")
+    assert as_csv.returncode == 0, as_csv.stderr
+    rows = list(csv.DictReader(as_csv.stdout.splitlines()))  # nothing but the csv on stdout
+    assert [r["section"] for r in rows] == ["line"] * 6 + ["total"]
+    assert {r["allocation_id"] for r in rows[:6]} == set(allocation_ids.values())
+    assert rows[0]["unit_price"] == "6.80" and rows[0]["tracked_at"].endswith("+08:00") and rows[-1]["amount"] == "81.60"
+
+    out = tmp_path / "again.csv"
+    as_json = reflow(tmp_path, "statement", "--id", statement_id, "--format", "json", "--out", str(out))
+    assert as_json.returncode == 0, as_json.stderr
+    data = json.loads(as_json.stdout)
+    assert data["summary"]["statement_id"] == statement_id and data["summary"]["total"] == "81.60"
+    assert data["summary"]["period_from"] == f"{day}T00:00:00+08:00"
+    assert len(data["rows"]) == 7 and {r["order_id"] for r in data["rows"][:6]} == set(orders)
+    assert {r["supplier_sku_id"] for r in data["rows"][:6]} == set(LONG_SKUS)
+    assert f"written {out}" in as_json.stderr and out.exists()
