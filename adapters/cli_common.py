@@ -1,7 +1,7 @@
 """What the command modules share: a failure as one line on stderr, times read as China time,
 the platform check, progress bars on stderr, and rows printed as a table that keeps to the
 terminal's width (80 columns when not a terminal) or, for scripts, as csv or json on stdout
-(``--format``)."""
+(``--format``), and a command to copy in lines that fit."""
 
 from __future__ import annotations
 
@@ -45,6 +45,29 @@ def table(*headers: str, ids: Collection[str] = (), right: Collection[str] = ())
         out.add_column(header, overflow="fold", no_wrap=header in ids,
                        justify="right" if header in right else "left")
     return out
+
+
+def shell_command(words: Sequence[str], width: int) -> str:
+    """A command to copy, indented two spaces, in lines of at most `width` where its words allow:
+    broken with ` \\` before an option (an option and its value together when they fit), the
+    lines after indented four; a word is never split. Words are quoted for a POSIX shell."""
+    import shlex
+
+    groups: list[list[str]] = []
+    for word in map(shlex.quote, words):
+        if groups and not word.startswith("-") and groups[-1][-1].startswith("-") and len(groups[-1]) == 1:
+            groups[-1].append(word)
+        else:
+            groups.append([word])
+    lines: list[str] = []
+    line = ""
+    for group in groups:
+        for part in [" ".join(group)] if len(" ".join(group)) + 6 <= width else group:
+            if line and len(line) + 1 + len(part) + 2 > width:
+                lines.append(line + " \\")
+                line = ""
+            line = f"{line} {part}" if line else ("  " if not lines else "    ") + part
+    return "\n".join([*lines, line])
 
 
 def text(value: Any) -> str:

@@ -16,6 +16,7 @@ from adapters.cli_common import (
     parse_when,
     progress_bar,
     progress_callback,
+    shell_command,
     table,
     write_json,
     write_rows,
@@ -23,6 +24,10 @@ from adapters.cli_common import (
 
 WHATIF_COLUMNS = ["order_id", "decided_at", "trigger", "recorded", "recorded_cost", "what_if", "what_if_cost",
                   "delta", "lines_lost", "lines_gained"]
+
+
+PRELINK_OUT = ["order_id", "placed_at", "result", "reason", "status", "allocations", "cost", "amount", "unroutable"]
+PRELINK_FIELDS = ["order_id", "placed_at", "result", "reason", "status", "amount", "unroutable", "allocations"]
 
 
 def prelink(
@@ -33,11 +38,10 @@ def prelink(
     window_days: int = typer.Option(30, "--window-days", help="Pull orders placed within this many days."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be routed; store nothing."),
     out: Path | None = typer.Option(None, "--out", help="Also write the report to FILE.csv or .parquet."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table (fits the terminal; the summary after it), "
+                               "csv or json (every field of each order, the summary on stderr)."),
 ) -> None:
     """Pull pre-link orders (rule L10): route the product's orders that waited for its link."""
-    from rich.console import Console
-    from rich.table import Table
-
     from adapters.bootstrap import open_app
     from replay.export import export_rows
     from replay.prelink import pull
@@ -53,31 +57,52 @@ def prelink(
                           progress=progress_callback(bar, task))
     finally:
         application.close()
-    console = Console()
-    table = Table(title=f"{'dry run: ' if dry_run else ''}pull pre-link orders {platform}/{shop}/{product}, "
-                        f"{window_days} days")
-    for col in ("order", "placed (China)", "result", "status", "allocations", "cost", "sale amount"):
-        table.add_column(col, justify="right" if col in ("cost", "sale amount") else "left")
-    rows = []
-    for r in report.rows:
-        allocs = ", ".join(f"{a['allocation_id']} {a['supplier_id']}" for a in r["allocations"])
-        cost = sum((a["cost"] or 0 for a in r["allocations"]), 0) if r["allocations"] else None
-        result = r["result"] if r["reason"] is None else f"{r['result']}: {r['reason']}"
-        why = ", ".join(f"{k} {v}" for k, v in r["unroutable"].items())
-        table.add_row(r["order_id"], f"{r['placed_at']:%Y-%m-%d %H:%M}" if r["placed_at"] else "", result,
-                      r["status"] + (f" ({why})" if why else ""), allocs, "" if cost is None else str(cost),
-                      str(r["amount"]))
-        rows.append({"order_id": r["order_id"], "placed_at": r["placed_at"], "result": r["result"],
-                     "reason": r["reason"], "status": r["status"], "allocations": allocs, "cost": cost,
-                     "amount": r["amount"], "unroutable": why})
-    console.print(table)
+    rows = [_pulled_row(r) for r in report.rows]
+    if fmt is Format.table:
+        _pulled_table(report, console())
+    elif fmt is Format.csv:  # one row an order, as --out FILE.csv (times in China time)
+        write_rows(fmt, rows, PRELINK_OUT)
+    else:  # each report entry whole: its allocations with their supplier and cost, its lines left unroutable
+        write_json([{n: r[n] for n in PRELINK_FIELDS} for r in report.rows])
+    notes = console(stderr=fmt is not Format.table)  # csv and json alone on stdout
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items())) or "none"
-    console.print(f"{'would route' if dry_run else 'routed'} {len(report.routed)} of {report.candidates} waiting "
-                  f"({report.allocated} allocated, cost {report.cost}); skipped: {skipped}; "
-                  f"older than the window: {report.outside_window}" + ("; nothing stored" if dry_run else ""))
+    notes.print(f"{'would route' if dry_run else 'routed'} {len(report.routed)} of {report.candidates} waiting "
+                f"({report.allocated} allocated, cost {report.cost}); skipped: {skipped}; "
+                f"older than the window: {report.outside_window}" + ("; nothing stored" if dry_run else ""))
     if out is not None:
-        columns = ["order_id", "placed_at", "result", "reason", "status", "allocations", "cost", "amount", "unroutable"]
-        console.print(f"written {export_rows(rows, columns, out)}")
+        notes.print(f"written {export_rows(rows, PRELINK_OUT, out)}")
+
+
+def _pulled_row(r: dict) -> dict:
+    """A pull report entry as one flat row (csv, --out): allocations as `ID SUPPLIER, ...`, their cost
+    summed, the unroutable lines as `LINE REASON, ...`."""
+    allocations = r["allocations"]
+    return {**r, "allocations": ", ".join(f"{a['allocation_id']} {a['supplier_id']}" for a in allocations),
+            "cost": sum((a["cost"] or 0 for a in allocations), 0) if allocations else None,
+            "unroutable": ", ".join(f"{k} {v}" for k, v in r["unroutable"].items())}
+
+
+def _pulled_table(report, stdout) -> None:
+    """The pull at the terminal's width: order and time, result and status (and the lines left
+    unroutable), each allocation with its supplier under it and its cost, the sale amount."""
+    from engine.servicelevel import LOCAL
+
+    stdout.print(f"{'dry run: ' if report.dry_run else ''}pull pre-link orders {report.platform}/{report.shop_id}/"
+                 f"{report.product_id}, {report.window_days} days")
+    if not report.rows:
+        return
+    grid = table("order, placed", "result, status", "allocation,\nsupplier", "cost", "amount",
+                 ids=("order, placed", "allocation,\nsupplier"), right=("cost", "amount"))
+    for r in report.rows:
+        placed = f"{r['placed_at'].astimezone(LOCAL):%Y-%m-%d %H:%M}" if r["placed_at"] else ""
+        result = r["result"] if r["reason"] is None else f"{r['result']}: {r['reason']}"
+        why = "".join(f"\n{line}: {reason}" for line, reason in r["unroutable"].items())
+        allocs = r["allocations"]
+        grid.add_row(f"{r['order_id']}\n{placed}", f"{result}\n{r['status']}{why}",
+                     "\n".join(f"{a['allocation_id']}\n{a['supplier_id']}" for a in allocs),
+                     "\n".join("-\n" if a["cost"] is None else f"{a['cost']}\n" for a in allocs).rstrip(),
+                     str(r["amount"]))
+    stdout.print(grid)
 
 
 def whatif(
@@ -235,11 +260,12 @@ def verify(
     if not result.ok:
         fail(f"verify: {result.problem.line()}")
     rate = result.events / result.seconds if result.seconds else 0
-    typer.echo(f"history intact: {result.events} events ({result.chained} chained, {result.legacy} from before the "
-               f"chain), {result.decisions} decisions reproduced, {result.anchors} anchors matched, "
-               f"{'no gaps' if result.gaps_checked else 'ids not checked for gaps (PostgreSQL)'}; "
-               + (f"{result.noncanonical} stored by an older event type; " if result.noncanonical else "")
-               + f"{result.seconds:.1f} s, {rate:,.0f} events/s")
-    typer.echo(f"log head: notification {result.up_to} sha256 {result.head}"
-               + ("; anchored" if result.anchored else "")
-               + f" (keep it: reflow verify --expect-head {result.up_to}:{result.head})")
+    stdout = console()  # prose wrapped to the terminal's width; the head whole, in a command to copy
+    stdout.print(f"history intact: {result.events} events ({result.chained} chained, {result.legacy} from before "
+                 f"the chain), {result.decisions} decisions reproduced, {result.anchors} anchors matched, "
+                 f"{'no gaps' if result.gaps_checked else 'ids not checked for gaps (PostgreSQL)'}; "
+                 + (f"{result.noncanonical} stored by an older event type; " if result.noncanonical else "")
+                 + f"{result.seconds:.1f} s, {rate:,.0f} events/s")
+    stdout.print(f"log head: notification {result.up_to}{', anchored' if result.anchored else ''}; keep it "
+                 "elsewhere to check the log later:")
+    typer.echo(shell_command(["reflow", "verify", "--expect-head", f"{result.up_to}:{result.head}"], stdout.width))

@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from adapters.cli_common import FORMAT, Format, table, write_rows
+from adapters.cli_common import FORMAT, Format, console, shell_command, table, write_rows
 from adapters.cli_common import text as _text
 
 show_app = typer.Typer(name="show", no_args_is_help=True,
@@ -139,30 +139,28 @@ def show(path: Any, name: str, fmt: Format) -> None:
 
 
 def _table(rows: list[dict[str, Any]], columns: list[Column], title: str, path: Any, as_of: Any) -> None:
-    from rich.console import Console
-
     if rows:
         out = table(*(header for header, _ in columns), right=("amount", "qty", "hours"))
         for r in rows:
             out.add_row(*(_text(cell(r)) for _, cell in columns))
-        Console(highlight=False).print(out)
+        console().print(out)  # no markup: an id may hold brackets
     when = f", as of {_short(_local(as_of))} China time" if as_of else ""
     typer.echo(f"{title} ({path.name}{when})")
 
 
 def render_link(app: Any, link: Any, waiting: int) -> None:
-    """`reflow link show`: the link, each source as routing sees it now, stock rules, pre-link orders."""
-    from rich.console import Console
-
+    """`reflow link show`: the link, each source as routing sees it now, stock rules, pre-link orders;
+    the prose wrapped to the terminal's width, the command to pull them in lines that fit it."""
     from engine.routing import candidate, merchant_of, settings_of
 
     now = datetime.now(UTC)
     uow = app.unit_of_work()
     merchant = merchant_of(uow, link.platform, link.shop_id)
     settings = settings_of(uow, merchant)
-    console = Console(highlight=False)
-    typer.echo(f"{link.platform}/{link.shop_id}/{link.product_id}: version {link.link_version}, mode {link.mode}, "
-               f"linked since {_short(link.linked_since)}")
+    stdout = console()
+    head = f"{link.platform}/{link.shop_id}/{link.product_id}: version {link.link_version}, mode {link.mode},"
+    since = f"linked since {_short(link.linked_since)}"  # on the next line rather than cut
+    stdout.print(head + (" " if len(head) + 1 + len(since) <= stdout.width else "\n") + since)
     sources = table("SKU", "alt", "supplier / offer / SKU", "qty", "avail", "health", right=("qty", "avail"))
     summary = []
     for entry in link.skus:
@@ -181,16 +179,16 @@ def render_link(app: Any, link: Any, waiting: int) -> None:
                                 str(f.available), word)
         summary.append(f"{name} {'can route' if routable else 'cannot route now'} "
                        f"({routable} of {len(entry.alternatives)} alternatives)")
-    console.print(sources)
-    typer.echo("health now: " + "; ".join(summary))
+    stdout.print(sources)
+    stdout.print("health now: " + "; ".join(summary))
     for sku, rule in sorted(link.rules.items()):
-        typer.echo(f"stock rule {sku or '(product)'}: ratio {rule.ratio}, min {rule.min_stock}; "
-                   f"published {link.published.get(sku, '-')}")
-    typer.echo(f"pre-link orders waiting for a pull (L10): {waiting}")
+        stdout.print(f"stock rule {sku or '(product)'}: ratio {rule.ratio}, min {rule.min_stock}; "
+                     f"published {link.published.get(sku, '-')}")
+    stdout.print(f"pre-link orders waiting for a pull (L10): {waiting}" + ("; pull them:" if waiting else ""))
     if waiting:
-        typer.echo(f"  pull them: reflow prelink --platform {link.platform} --shop {link.shop_id} "
-                   f"--product {link.product_id}")
-    typer.echo("(link health proper, with reminders to the shop, comes with issue 15, rule L11)")
+        typer.echo(shell_command(["reflow", "prelink", "--platform", link.platform, "--shop", link.shop_id,
+                                  "--product", link.product_id], stdout.width))
+    stdout.print("(link health proper, with reminders to the shop, comes with issue 15, rule L11)")
 
 
 def _health(uow: Any, merchant: str, comp: Any, facts: Any, now: datetime) -> str:

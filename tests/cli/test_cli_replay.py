@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sqlite3
 from datetime import timedelta
 
@@ -58,7 +59,8 @@ def test_L10_A1_A2_prelink_dry_run_then_pull_then_audit_whatif_and_verify(tmp_pa
     ok = reflow(tmp_path, "verify")
     assert ok.returncode == 0, ok.stderr
     assert "history intact" in ok.stdout and "anchored" in ok.stdout
-    head = ok.stdout.split("--expect-head ")[1].split(")")[0]
+    fits(ok.stdout)
+    head = re.search(r"--expect-head \\?\s*(\d+:[0-9a-f]{64})$", ok.stdout.rstrip()).group(1)
     assert reflow(tmp_path, "verify", "--no-anchor", "--expect-head", head).returncode == 0
 
     db = sqlite3.connect(tmp_path / "events.db")
@@ -188,3 +190,79 @@ def test_audit_at_80_columns_keeps_ids_and_event_names_whole_and_prints_csv_and_
     assert data["recipient_masked"]["phone"] == "138****5678"
     for clear in (BUYER.name, BUYER.phone, BUYER.address):  # rule P1, in every format
         assert clear not in as_json.stdout and clear not in as_csv.stdout and clear not in shown.stdout
+
+
+PRELINK_CSV = ["order_id", "placed_at", "result", "reason", "status", "allocations", "cost", "amount", "unroutable"]
+PRELINK_JSON = ["order_id", "placed_at", "result", "reason", "status", "amount", "unroutable", "allocations"]
+
+
+def _prelinked(app):
+    """Three orders placed before their product was linked (within the window): the first to two
+    suppliers (a SKU each), the second with a line of a product still unlinked, the third under review."""
+    for s in SKUS:
+        supplier(app, s)
+    offer(app, NOW_SUPPLIER, OFFERS[NOW_SUPPLIER], {SKUS[NOW_SUPPLIER][0]: 100}, price="6.80")
+    offer(app, NEW_SUPPLIER, OFFERS[NEW_SUPPLIER], {SKUS[NEW_SUPPLIER][1]: 100}, price="7.20")
+    now = utcnow()
+    orders = [*ORDERS, "6921234567890123452"]
+    place(app, orders[0], line("L1", PRODUCT, qty=2), line("L2", PRODUCT, sku_id="K2"), at=now - timedelta(days=3))
+    place(app, orders[1], line("L1", PRODUCT), line("L2", "P-3560099999999"), at=now - timedelta(days=2))
+    place(app, orders[2], line("L1", PRODUCT), at=now - timedelta(days=1))
+    app.set_review(*SHOP, orders[2], True, "risk check", at=now - timedelta(hours=20))
+    link(app, PRODUCT, sku("K1", alt(comp(NOW_SUPPLIER, OFFERS[NOW_SUPPLIER], SKUS[NOW_SUPPLIER][0]))),
+         sku("K2", alt(comp(NEW_SUPPLIER, OFFERS[NEW_SUPPLIER], SKUS[NEW_SUPPLIER][1]))), at=now)
+    app.close()
+    return orders
+
+
+def test_L10_prelink_at_80_columns_keeps_ids_whole_and_prints_csv_and_json(tmp_path):
+    """Issue 14: at 80 columns `prelink` cut every column; `--format csv|json` for scripts."""
+    orders = _prelinked(open_app(Settings(data_dir=tmp_path)))
+    args = ["prelink", *SHOP_ARGS, "--product", PRODUCT]
+
+    as_json = reflow(tmp_path, *args, "--dry-run", "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    data = json.loads(as_json.stdout)  # every field of each report entry, nothing else on stdout
+    assert [list(r) for r in data] == [PRELINK_JSON] * 3 and [r["order_id"] for r in data] == orders
+    assert [(r["result"], r["reason"], r["status"]) for r in data] == [
+        ("routed", None, "allocated"), ("routed", None, "partially_allocated"), ("skipped", "held", "held")]
+    assert data[0]["placed_at"].endswith("+08:00") and data[0]["amount"] == "89.70"
+    assert data[1]["unroutable"] == {"L2": "no_link"} and data[2]["allocations"] == []
+    assert [(a["supplier_id"], a["cost"]) for a in data[0]["allocations"]] == [
+        (NOW_SUPPLIER, "13.60"), (NEW_SUPPLIER, "7.20")]
+    allocation_ids = [a["allocation_id"] for r in data for a in r["allocations"]]
+    assert len(allocation_ids) == 3
+    summary = " ".join(as_json.stderr.split())  # the summary apart, on stderr
+    assert "would route 2 of 3 waiting (2 allocated, cost 27.60); skipped: 1 held" in summary
+    assert "nothing stored" in summary
+
+    shown = reflow(tmp_path, *args, "--dry-run")
+    assert shown.returncode == 0, shown.stderr
+    fits(shown.stdout)
+    for word in [*orders, *allocation_ids, *SKUS, "partially_allocated", "L2: no_link", "skipped: held", "13.60",
+                 "7.20", "89.70"]:
+        assert word in shown.stdout, word
+    summary = " ".join(shown.stdout.split()[-25:])  # the summary after the table
+    assert "would route 2 of 3 waiting (2 allocated, cost 27.60)" in summary and "nothing stored" in summary
+
+    for width in (80, 64):  # `link show` ends with the command to pull them, in lines that fit
+        linked = reflow(tmp_path, "link", "show", *SHOP_ARGS, "--product", PRODUCT, columns=width)
+        assert linked.returncode == 0, linked.stderr
+        pull_them = fits(linked.stdout, width).split("pull them:\n")[1].split("\n(link health")[0]
+        assert pull_them.replace(" \\\n", " ").split() == ["reflow", *args], pull_them
+        assert pull_them.count("\n") == (width == 64)
+
+    out = tmp_path / "pull.csv"
+    as_csv = reflow(tmp_path, *args, "--format", "csv", "--out", str(out))
+    assert as_csv.returncode == 0, as_csv.stderr
+    lines = as_csv.stdout.splitlines()
+    assert lines[0].split(",") == PRELINK_CSV  # every field of an entry, one row an order
+    rows = list(csv.DictReader(lines))
+    assert [r["order_id"] for r in rows] == orders and rows[0]["placed_at"].endswith("+08:00")
+    assert rows[0]["allocations"] == f"{allocation_ids[0]} {NOW_SUPPLIER}, {allocation_ids[1]} {NEW_SUPPLIER}"
+    assert rows[0]["cost"] == "20.80" and rows[1]["unroutable"] == "L2 no_link" and rows[2]["reason"] == "held"
+    assert "routed 2 of 3 waiting" in as_csv.stderr and "written" in as_csv.stderr
+    assert [r["allocations"] for r in csv.DictReader(out.open())] == [r["allocations"] for r in rows]
+    app = open_app(Settings(data_dir=tmp_path))  # the dry run showed the allocations the pull made
+    assert sorted(a.allocation_id for o in orders for a in app.allocations_of(*SHOP, o)) == sorted(allocation_ids)
+    app.close()
