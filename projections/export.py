@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -41,8 +41,15 @@ def rows(statement: Statement) -> list[dict[str, object]]:
 def summary(statement: Statement) -> dict[str, object]:
     s = statement
     return {"statement_id": s.statement_id, "supplier_id": s.supplier_id, "period_from": s.period_from.isoformat(),
-            "period_to": s.period_to.isoformat(), "issued_at": s.issued_at.isoformat(), "lines": len(s.lines),
-            "qty": s.qty, "total": str(s.total), "content_hash": s.content_hash}
+            "period_to": s.period_to.isoformat(), "first_day": _day(s.period_from), "last_day": _day(s.period_to, end=True),
+            "issued_at": s.issued_at.isoformat(), "lines": len(s.lines), "qty": s.qty, "total": str(s.total),
+            "content_hash": s.content_hash}
+
+
+def _day(at: datetime, end: bool = False) -> str:
+    """A period bound as the China-time day the CLI speaks of (`period_to` is exclusive)."""
+    local = at.astimezone(LOCAL)
+    return (local - timedelta(microseconds=1) if end else local).date().isoformat()
 
 
 def text(value: object) -> str:
@@ -60,13 +67,21 @@ def check_out(path: str | os.PathLike) -> Path:
         raise InvalidCommand(f"--out: {path.name} must end in .csv, .parquet or .xlsx")
     if path.exists():
         raise InvalidCommand(f"--out: {path} exists; reflow does not overwrite it (choose another name)")
+    folder = path.parent
+    if not folder.is_dir():
+        raise InvalidCommand(f"--out: {path}: the directory {folder} does not exist (reflow creates none)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InvalidCommand(f"--out: {path}: cannot write in {folder}")
     return path
 
 
 def export_statement(statement: Statement, path: str | os.PathLike) -> Path:
     path = check_out(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    WRITERS[path.suffix.lower()](statement, path)
+    try:
+        WRITERS[path.suffix.lower()](statement, path)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise InvalidCommand(f"--out: {path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -98,6 +113,8 @@ def _xlsx(statement: Statement, path: Path) -> None:
     for k, v in summary(statement).items():
         if k in ("period_from", "period_to", "issued_at"):  # China time, like the CLI's days
             v = getattr(statement, k).astimezone(LOCAL).strftime("%Y-%m-%d %H:%M:%S (China time)")
+            if k == "period_to":
+                v = v.replace("(China time)", "(China time, exclusive)")
         ws.append([k, float(v) if k == "total" else v])
     sheets = {"line": ("lines", LINE), "post_shipment_aftersale": ("post_shipment_aftersales", APART),
               "loss_risk": ("loss_risks", APART)}

@@ -89,6 +89,13 @@ def test_rc2_statement_mistakes_issue_nothing(tmp_path):
     day = _issued_world(tmp_path)
     unknown = reflow(tmp_path, "statement", "--supplier", "no-such", "--from", day, "--to", day)
     assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1 and "no-such" in unknown.stderr
+    nowhere = reflow(tmp_path, "statement", "--supplier", "S1", "--from", day, "--to", day,
+                     "--out", str(tmp_path / "no-dir" / "x.csv"))
+    assert nowhere.returncode == 1 and "--out" in nowhere.stderr and not (tmp_path / "no-dir").exists()
+    (tmp_path / "a-file").write_text("")
+    under_a_file = reflow(tmp_path, "statement", "--supplier", "S1", "--from", day, "--to", day,
+                          "--out", str(tmp_path / "a-file" / "x.csv"))
+    assert under_a_file.returncode == 1 and under_a_file.stderr.startswith("reflow: --out")
     txt = reflow(tmp_path, "statement", "--supplier", "S1", "--from", day, "--to", day, "--out", str(tmp_path / "x.txt"))
     assert txt.returncode == 1 and "--out" in txt.stderr and txt.stdout == ""
     taken = tmp_path / "report.csv"
@@ -116,6 +123,7 @@ def test_rc5_an_issued_statement_exports_again_by_id_as_numbers_in_china_time(tm
     book = load_workbook(tmp_path / "st.xlsx")
     summary = {row[0].value: row[1].value for row in book["summary"].iter_rows()}
     assert summary["total"] == 25.0 and summary["period_from"] == f"{day} 00:00:00 (China time)"
+    assert (summary["first_day"], summary["last_day"]) == (day, day)
     header, first = list(book["lines"].iter_rows(values_only=True))[:2]
     amount = first[header.index("amount")]
     assert isinstance(amount, (int, float)) and amount == 25
