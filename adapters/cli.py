@@ -81,13 +81,17 @@ def main() -> None:
         raise SystemExit(exc.exit_code) from None
     except typer.Abort:
         fail("aborted")
-    except Exception as exc:  # noqa: BLE001 - usage errors (typer's own click) and the unexpected
+    except Exception as exc:  # noqa: BLE001 - usage errors (typer's own click), the projection's, the unexpected
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             message = exc.format_message()
             if not message:  # e.g. no command given: the help was printed already
                 raise SystemExit(exc.exit_code) from None
             fail(message, code=exc.exit_code)
-        fail(f"{type(exc).__name__}: {exc}")
+        from projections.runner import ProjectionRefused
+
+        if isinstance(exc, ProjectionRefused):  # busy (another runner) or outdated: the option first
+            fail(f"--duckdb {exc.path}: {exc.reason}")
+        fail(f"{type(exc).__name__}: {exc}")  # unexpected: the class says what it was
 
 
 if __name__ == "__main__":

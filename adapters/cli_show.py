@@ -4,8 +4,10 @@ from the analysts' DuckDB file (read-only, the published snapshot: a few seconds
 
 ``overdue`` and ``link-health`` read the ``overdue_allocations`` and ``link_health`` views of
 CONTRACT section 6, which come with issues 16 and 15: until the file has them, the command says so
-in one line and exits 1. Tables keep to the terminal's width (80 columns when not a terminal);
-``--format csv|json`` gives every column, times in China time with their offset.
+in one line and exits 1; so does a ``--duckdb`` path that is not there or not a DuckDB file, the line
+leading with ``--duckdb <path>:``. Tables keep to 80 columns (the terminal's width, 80 when not a
+terminal) with ids stacked in their cells, never cut or split; ``--format csv|json`` gives every
+column, times in China time with their offset.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ FROM link_health WHERE status <> 'healthy' ORDER BY since, platform, shop_id, pr
 
 
 def _order(r: dict[str, Any]) -> str:
-    return f"{r['platform']}/{r['shop_id']}/{r['order_id']}"
+    """The shop on one line, the order id under it: neither is ever cut or split."""
+    return f"{r['platform']}/{r['shop_id']}\n{r['order_id']}"
 
 
 def _why_held(r: dict[str, Any]) -> str:
@@ -73,28 +76,37 @@ def _why_held(r: dict[str, Any]) -> str:
     return "; ".join(w for w in why if w)
 
 
-# name -> (view it needs, issue bringing it, query, table columns: (header, cell), what one row is)
+def _day_time(value: Any) -> str:
+    return _short(value).replace(" ", "\n")
+
+
+# name -> (view it needs, issue bringing it, query, table columns: (header, cell), what one row is).
+# A table keeps to 80 columns with realistic ids (19-digit order, line, product and SKU ids,
+# 17-character allocation ids, `pinduoduo/<shop>`): ids are stacked two or three to a cell rather
+# than side by side, and their columns (IDS) never wrap, so no id is ever cut or split.
 Column = tuple[str, Callable[[dict[str, Any]], Any]]
+ALLOCATION = "allocation,\nsupplier"
+IDS = ("order", "order, line", "product / SKU", ALLOCATION, "parcel", "product, SKU")
 VIEWS: dict[str, tuple[str, str, str, list[Column], str]] = {
     "held": ("orders", "", _HELD, [
         ("order", _order), ("placed", lambda r: _short(r["placed_at"])), ("amount", lambda r: f"{r['amount']:.2f}"),
         ("why", _why_held)], "held order"),
     "unroutable": ("order_lines", "", _UNROUTABLE, [
-        ("order", _order), ("line", lambda r: r["line_id"]),
-        ("product / SKU", lambda r: f"{r['product_id']} / {r['sku_id'] or '-'}"), ("qty", lambda r: r["qty"]),
+        ("order, line", lambda r: f"{_order(r)}\nline {r['line_id']}"),
+        ("product / SKU", lambda r: f"{r['product_id']}\n{r['sku_id'] or '-'}"), ("qty", lambda r: r["qty"]),
         ("why", lambda r: r["unroutable_reason"])], "unroutable line"),
     "overdue": ("overdue_allocations", "issue 16 (rule T4)", _OVERDUE, [
-        ("allocation", lambda r: r["allocation_id"]), ("supplier", lambda r: r["supplier_id"]),
-        ("order", _order), ("ship by", lambda r: _short(r["ship_by"])), ("hours", lambda r: r["hours_overdue"])],
+        (ALLOCATION, lambda r: f"{r['allocation_id']}\n{r['supplier_id']}"), ("order", _order),
+        ("ship by", lambda r: _short(r["ship_by"])), ("hours", lambda r: r["hours_overdue"])],
         "overdue allocation"),
     "link-health": ("link_health", "issue 15 (rule L11)", _LINK_HEALTH, [
-        ("product", lambda r: f"{r['platform']}/{r['shop_id']}/{r['product_id']}"), ("SKU", lambda r: r["sku_id"]),
+        ("product, SKU", lambda r: f"{r['platform']}/{r['shop_id']}\n{r['product_id']}\nSKU {r['sku_id'] or '-'}"),
         ("status", lambda r: r["status"]), ("since", lambda r: _short(r["since"])),
         ("missing", lambda r: r["missing"])], "link not healthy"),
     "loss-risks": ("loss_risks", "", _LOSS_RISKS, [
-        ("allocation", lambda r: r["allocation_id"]), ("supplier", lambda r: r["supplier_id"]),
-        ("order", _order), ("parcel", lambda r: f"{r['carrier']} {r['tracking_no']}"),
-        ("recorded", lambda r: _short(r["recorded_at"]))], "loss risk"),
+        (ALLOCATION, lambda r: f"{r['allocation_id']}\n{r['supplier_id']}"), ("order", _order),
+        ("parcel", lambda r: f"{r['carrier']}\n{r['tracking_no']}"),
+        ("recorded", lambda r: _day_time(r["recorded_at"]))], "loss risk"),
 }
 
 
@@ -121,26 +133,39 @@ def show(path: Any, name: str, fmt: Format) -> None:
 
     view, issue, query, columns, noun = VIEWS[name]
     if not path.exists():
-        raise ValueError(f"--duckdb: {path} does not exist yet (reflow serve or reflow rebuild writes it)")
-    with duckdb.connect(str(path), read_only=True) as con:
-        known = con.execute("SELECT count(*) FROM duckdb_views() WHERE schema_name = 'main' AND view_name = ?",
-                            [view]).fetchone()[0]
-        if not known:
-            raise ValueError(f"show {name}: {path} has no {view} view yet; it comes with {issue}"
-                             if issue else f"show {name}: {path} has no {view} view: not a reflow analysts' file")
-        cur = con.execute(query)
-        names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, (_local(v) for v in row))) for row in cur.fetchall()]
-        as_of = con.execute("SELECT max(updated_at) FROM facts.position").fetchone()[0]
+        raise ValueError(f"--duckdb {path}: does not exist yet (reflow serve or reflow rebuild writes it)")
+    if not _duckdb_file(path):  # DuckDB's own error for another file is obscure
+        raise ValueError(f"--duckdb {path}: is not a DuckDB file (reflow serve or reflow rebuild writes it)")
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            known = con.execute("SELECT count(*) FROM duckdb_views() WHERE schema_name = 'main' AND view_name = ?",
+                                [view]).fetchone()[0]
+            if not known:
+                raise ValueError(f"--duckdb {path}: has no {view} view yet; it comes with {issue}" if issue else
+                                 f"--duckdb {path}: has no {view} view: not a reflow analysts' file")
+            cur = con.execute(query)
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, (_local(v) for v in row))) for row in cur.fetchall()]
+            as_of = con.execute("SELECT max(updated_at) FROM facts.position").fetchone()[0]
+    except duckdb.Error as e:
+        raise ValueError(f"--duckdb {path}: cannot be read as reflow's analysts' file "
+                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     if fmt is not Format.table:
         write_rows(fmt, rows, names)
     else:
         _table(rows, columns, f"{len(rows)} {noun}{'' if len(rows) == 1 else 's'}", path, as_of)
 
 
+def _duckdb_file(path: Any) -> bool:
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return f.read(12)[8:12] == b"DUCK"
+
+
 def _table(rows: list[dict[str, Any]], columns: list[Column], title: str, path: Any, as_of: Any) -> None:
     if rows:
-        out = table(*(header for header, _ in columns), right=("amount", "qty", "hours"))
+        out = table(*(header for header, _ in columns), ids=IDS, right=("amount", "qty", "hours"))
         for r in rows:
             out.add_row(*(_text(cell(r)) for _, cell in columns))
         console().print(out)  # no markup: an id may hold brackets

@@ -114,7 +114,7 @@ class Projections:
         if proc.is_alive():
             proc.kill()
             proc.join()
-        reason = f"projections: {reply[1]}"
+        reason = reply[1] if reply[1].startswith("--") else f"projections: {reply[1]}"  # the option first
         if first:
             raise ProjectionsFailed(reason)
         self._failed(reason, "could not restart the projection process")
@@ -213,19 +213,21 @@ def _child_main(settings: Settings, parent: int, pipe: Any, status: dict, lock_w
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    from projections.runner import ProjectionRunner
+    from projections.runner import ProjectionRefused, ProjectionRunner
 
     try:
         app = open_app(settings)
-    except Exception as exc:  # noqa: BLE001 - one line to serve
-        pipe.send(("failed", f"cannot open the store: {type(exc).__name__}: {one_line(str(exc))}"))
+    except Exception as exc:  # noqa: BLE001 - one line to serve (a StoreError leads with --store)
+        why = one_line(str(exc)) or type(exc).__name__
+        pipe.send(("failed", why if why.startswith("--") else f"cannot open the store: {why}"))
         return
     try:
         runner = ProjectionRunner(app, settings.duckdb_path, owner=f"reflow serve, pid {parent}",
                                   wait=lock_wait, status=status)
     except Exception as exc:  # noqa: BLE001 - ProjectionBusy, ProjectionOutdated, ...: one line to serve
         app.close()
-        pipe.send(("failed", one_line(str(exc)) or type(exc).__name__))
+        pipe.send(("failed", one_line(f"--duckdb {exc.path}: {exc.reason}" if isinstance(exc, ProjectionRefused)
+                                      else str(exc)) or type(exc).__name__))
         return
     try:
         pipe.send(("ready", os.getpid()))

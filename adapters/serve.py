@@ -35,7 +35,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import NotFoundError
 
 from adapters.batches import IN_STREAM, DeadLetters, Item, apply_batch, apply_each  # noqa: F401  (re-exported)
-from adapters.bootstrap import Settings, open_app
+from adapters.bootstrap import Settings, nats_refusal, open_app
 from adapters.inbound import ALREADY_APPLIED, Outcome
 from adapters.messages import one_line
 from adapters.outbound import Publisher
@@ -83,7 +83,7 @@ async def connect(url: str, *, attempts: int = 3) -> NATS:
             pending_size=64 * 1024 * 1024,
         )
     except Exception as exc:  # noqa: BLE001 - any failure to connect is one line for the user
-        raise ServeError(f"cannot connect to NATS at {url}: {one_line(str(exc) or type(exc).__name__)}") from None
+        raise ServeError(nats_refusal(url, exc)) from None
     nc.options["max_reconnect_attempts"] = -1
     nc_box.append(nc)
     return nc
@@ -352,7 +352,10 @@ async def serve(settings: Settings, *, batch: int = 256, ack_wait: float = 10.0,
                     loop.add_signal_handler(sig, server.stop.set)
             if stop is not None:
                 asyncio.create_task(_relay(stop, server.stop))
-            await server.run(on_ready=(lambda: on_ready(server)) if on_ready else None)
+            try:
+                await server.run(on_ready=(lambda: on_ready(server)) if on_ready else None)
+            except nats.errors.Error as exc:  # e.g. JetStream not enabled: one line naming the option
+                raise ServeError(nats_refusal(settings.nats_url, exc, "NATS refused reflow serve")) from None
             if server.failure is not None:
                 raise server.failure
             return server

@@ -31,7 +31,7 @@ def rebuild(app: Any, duckdb_path: str | os.PathLike, progress: bool = True, *, 
             try:  # a DuckDB client that is not a runner may hold it too: refuse before deleting
                 duckdb.connect(str(work)).close()
             except duckdb.IOException as e:
-                raise ProjectionBusy(f"{work}: another process holds the projection (is `reflow serve` "
+                raise ProjectionBusy(path, f"another process holds its working file {work} (is `reflow serve` "
                                      f"running? stop it first): {str(e).splitlines()[0]}") from None
         for stale in (work, work.with_name(work.name + ".wal")):
             stale.unlink(missing_ok=True)

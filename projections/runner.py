@@ -57,11 +57,23 @@ from projections.schema import RUNNER_TABLE, SCHEMA_VERSION, TABLES, VIEWS, ddl
 from projections.target import check_target
 
 
-class ProjectionOutdated(RuntimeError):
+class ProjectionRefused(RuntimeError):
+    """The projection of the analysts' DuckDB file `path` (as given) cannot run, for `reason`; one
+    line, ``<path>: <reason>`` (the command line leads with ``--duckdb <path>:`` instead)."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = Path(path), reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.path, self.reason)
+
+
+class ProjectionOutdated(ProjectionRefused):
     """The working file was made by another schema version: run `reflow rebuild`."""
 
 
-class ProjectionBusy(RuntimeError):
+class ProjectionBusy(ProjectionRefused):
     """Another projection runner (or another DuckDB writer) holds the projection; one line."""
 
 
@@ -89,7 +101,7 @@ class RunnerLock:
                     pid, _, who = holder.partition(" ")
                     named = f"pid {pid} ({who})" if pid.isdigit() else "a process that did not say who it is"
                     raise ProjectionBusy(
-                        f"{self.target}: another projection runner holds it: {named}; one runner per DuckDB "
+                        self.target, f"another projection runner holds it: {named}; one runner per DuckDB "
                         "file: stop that one, or give this one its own --duckdb") from None
                 time.sleep(0.1)
             except BaseException:
@@ -140,8 +152,8 @@ class ProjectionRunner:
             try:
                 self.connection = duckdb.connect(str(self.work_path))
             except duckdb.IOException as e:  # a DuckDB client that is not a runner holds it
-                raise ProjectionBusy(f"{self.work_path}: another process holds the projection (is `reflow serve` "
-                                     f"running? stop it first): {str(e).splitlines()[0]}") from None
+                raise ProjectionBusy(self.path, f"another process holds its working file {self.work_path} (is "
+                                     f"`reflow serve` running? stop it first): {str(e).splitlines()[0]}") from None
             # The descriptor publish() copies from: opened once, closed only after DuckDB closed the
             # file (closing a handle of the file would drop DuckDB's POSIX lock on it; module docstring).
             self._fd = os.open(self.work_path, os.O_RDONLY | os.O_CLOEXEC)
@@ -166,8 +178,8 @@ class ProjectionRunner:
         found = con.execute("SELECT value FROM facts.meta WHERE key = 'schema_version'").fetchone()
         if found is not None and found[0] != SCHEMA_VERSION:
             raise ProjectionOutdated(
-                f"{self.work_path}: projection schema {found[0]}, this reflow writes {SCHEMA_VERSION}; "
-                "run `reflow rebuild`")
+                self.path, f"its working file {self.work_path} has projection schema {found[0]}, this reflow "
+                f"writes {SCHEMA_VERSION}; run `reflow rebuild`")
         if found is None:
             con.begin()
             for statement in ddl():

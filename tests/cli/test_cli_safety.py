@@ -5,6 +5,7 @@ stderr naming the option or where the key came from, a non-zero exit, nothing ch
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -315,3 +316,63 @@ def test_a_store_reads_the_same_whether_its_key_comes_from_the_env_or_its_file(t
         assert con.execute("SELECT whole_record FROM reflow_store_key").fetchall() == [(0,)]
     monkeypatch.setenv("REFLOW_CIPHER_KEY", (tmp_path / "new" / "cipher.key").read_text().strip())
     assert cli(capsys, monkeypatch, *AUDIT, "--store", new)[0] == 0
+
+
+def test_an_unreachable_nats_is_one_line_naming_the_option(tmp_path, capsys, monkeypatch):
+    """A user trial: `reflow: cannot connect to NATS at nats://127.0.0.1:1: nats: no servers available for
+    connection` did not say which option to fix; now it leads with `--nats`, its password masked."""
+    from adapters.examples import EXAMPLES
+
+    store = f"sqlite:///{tmp_path}/shop/events.db"
+    shop(store)
+    body = tmp_path / "supplier.json"
+    body.write_text(json.dumps(EXAMPLES["reflow.in.supplier.upserted"]))
+    monkeypatch.chdir(tmp_path)
+    for args, url, shown in ((["serve"], "nats://127.0.0.1:1", "nats://127.0.0.1:1"),
+                             (["publish", "supplier.upserted", str(body)], "nats://ops:s3cret@127.0.0.1:1",
+                              "nats://ops:***@127.0.0.1:1")):
+        code, out, err = cli(capsys, monkeypatch, *args, "--store", store, "--nats", url)
+        assert code == 1 and out == "", (args, out)
+        assert err == f"reflow: --nats {shown}: cannot connect to NATS (no servers available)\n", err
+    monkeypatch.setenv("REFLOW_NATS_URL", "nats://127.0.0.1:1")  # from the environment: the same line
+    code, _, err = cli(capsys, monkeypatch, "publish", "supplier.upserted", str(body))
+    one_line(err, "reflow: --nats nats://127.0.0.1:1: cannot connect to NATS")
+
+
+def test_rebuild_beside_a_projection_runner_is_one_line_leading_with_duckdb(tmp_path, capsys, monkeypatch):
+    """A user trial: `reflow rebuild` beside serve printed `reflow: ProjectionBusy: <path>: ...`; now
+    the line leads with `--duckdb <path>:`, no class name, and names the holder; nothing changes."""
+    from projections.runner import ProjectionRunner
+
+    store = f"sqlite:///{tmp_path}/shop/events.db"
+    shop(store)
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "shop" / "reflow.duckdb"
+    app = open_app(Settings(store=store))
+    runner = ProjectionRunner(app, path, owner="reflow serve, pid 4242")  # as serve's projection process
+    try:
+        published = (path.stat().st_size, path.stat().st_mtime_ns)
+        code, out, err = cli(capsys, monkeypatch, "rebuild", "--store", store, "--duckdb", str(path))
+        assert code == 1 and out == ""
+        one_line(err, f"reflow: --duckdb {path}: another projection runner holds it: pid {os.getpid()} "
+                      "(reflow serve, pid 4242)", "give this one its own --duckdb")
+        assert "Projection" not in err
+    finally:
+        runner.close()
+        app.close()
+    # Another DuckDB client on the working file (no runner lock): the same, naming the working file.
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "print('held', flush=True); time.sleep(60)", f"{path}.work"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, out, err = cli(capsys, monkeypatch, "rebuild", "--store", store, "--duckdb", str(path))
+        assert code == 1
+        one_line(err, f"reflow: --duckdb {path}: another process holds its working file {path}.work",
+                 "is `reflow serve` running?")
+        assert "Projection" not in err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == published  # refused: nothing changed
+    assert Path(f"{path}.work").exists()
