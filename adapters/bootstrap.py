@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.store import DEFAULT_DATA_DIR, ensure_store, store_env
+from adapters.store import DEFAULT_DATA_DIR, default_store_url, ensure_store, store_env
 from engine.app import Reflow
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -44,6 +44,54 @@ class Settings:
     @property
     def duckdb_path(self) -> Path:
         return self.duckdb or self.data_dir / "reflow.duckdb"
+
+    def as_options(self) -> list[str]:
+        """The global options that give these settings from any directory, for a command to copy:
+        those that differ from the defaults, paths made absolute (a SQLite ``--store`` or a
+        ``--duckdb`` that is the ``--data-dir`` default left out), a password in a URL as ``***``."""
+        from adapters.storekey import shown
+
+        home = self.data_dir.expanduser().absolute()
+        words = []
+        if self.store and _absolute_store(self.store) != _absolute_store(default_store_url(home)):
+            words += ["--store", shown(_absolute_store(self.store))]
+        if self.duckdb is not None and self.duckdb.expanduser().absolute() != home / "reflow.duckdb":
+            words += ["--duckdb", str(self.duckdb.expanduser().absolute())]
+        if self.nats_url != DEFAULT_NATS_URL:
+            words += ["--nats", shown(self.nats_url)]
+        if home != Path(DEFAULT_DATA_DIR).absolute():
+            words += ["--data-dir", str(home)]
+        return words
+
+
+def nats_label(url: str) -> str:
+    """``--nats URL`` for a one-line message, a password in the URL as ``***``."""
+    from adapters.storekey import shown
+
+    try:
+        return f"--nats {shown(url)}"
+    except ValueError:  # not a URL urllib can read: say so without it
+        return "--nats (a URL that cannot be read)"
+
+
+def nats_refusal(url: str, exc: BaseException, doing: str = "cannot connect to NATS") -> str:
+    """The one line for a NATS failure, leading with the option: ``--nats URL: cannot connect to
+    NATS (no servers available)``; nats-py's ``nats: `` and `` for connection`` left out."""
+    from adapters.messages import one_line
+
+    why = (one_line(str(exc)) or type(exc).__name__).removeprefix("nats: ").removesuffix(" for connection")
+    return f"{nats_label(url)}: {doing} ({why})"
+
+
+def _absolute_store(url: str) -> str:
+    """A SQLite URL with its path made absolute (``sqlite:////abs``); any other as it is."""
+    from urllib.parse import unquote
+
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() == "sqlite" and rest.startswith("/") and rest[1:] != ":memory:":
+        path = Path(unquote(rest[1:])).expanduser().absolute()
+        return f"{scheme}:///{str(path).replace('%', '%25')}"
+    return url
 
 
 def open_app(settings: Settings) -> Reflow:

@@ -5,7 +5,8 @@ Safe beside a running ``reflow serve``: a write command checks what it is asked 
 (read-only) and refuses in one line, publishing nothing; otherwise it publishes the inbound message
 (``adapters.operator_publish``), so serve, the one writer, applies it in stream order with everything
 else, waits until serve stored it (``--wait``, 10 s) and prints what changed. A dead letter for
-it is reported (exit 1); a serve that does not apply it in time leaves it queued (exit 3).
+it is reported (exit 1); a serve that does not apply it in time leaves it queued (exit 3). A command
+printed to run next carries the global options in effect (``Settings.as_options``), to copy whole.
 """
 
 from __future__ import annotations
@@ -122,8 +123,9 @@ def cancel(
                            f"{'line' if len(now.line_ids) == 1 else 'lines'} {lines} withheld")
             else:
                 missed.append(f"{now.allocation_id} is {now.status}")
-        for platform_, shop_, oid in dict.fromkeys((a.platform, a.shop_id, a.order_id) for a in targets):
-            typer.echo(f"route them again: reflow release --platform {platform_} --shop {shop_} --order {oid}")
+        orders = dict.fromkeys((a.platform, a.shop_id, a.order_id) for a in targets)
+        _follow_up(ctx, "route them again:",
+                   [["release", "--platform", p, "--shop", s, "--order", o] for p, s, o in orders])
         if missed:
             fail(f"not cancelled: {'; '.join(missed)} (it changed before the cancel was applied)")
 
@@ -168,8 +170,8 @@ def link_set(
         typer.echo(f"linked {key}: version {now.link_version} ({said})")
         waiting = _prelink_waiting(app, p, s, x)
         if waiting:
-            typer.echo(f"{_n(waiting, 'order')} placed before the link wait for a pull: "
-                       f"reflow prelink --platform {p} --shop {s} --product {x}")
+            _follow_up(ctx, f"{_n(waiting, 'order')} placed before the link wait for a pull:",
+                       [["prelink", "--platform", p, "--shop", s, "--product", x]])
 
 
 @link_app.command("show")
@@ -253,6 +255,17 @@ def _publish(ctx: typer.Context, app: Any, messages: list[tuple[str, bytes]], wa
     for s in sent:
         _report(s, wait, quiet=True)
     return wait > 0
+
+
+def _follow_up(ctx: typer.Context, intro: str, commands: list[list[str]]) -> None:
+    """`intro`, then each command to copy, with the global options in effect (so it runs from any
+    directory), in lines that fit the terminal (80 columns when not one)."""
+    from adapters.cli_common import console, shell_command
+
+    typer.echo(intro)
+    width = console().width
+    for words in commands:
+        typer.echo(shell_command(["reflow", *words, *ctx.obj.as_options()], width))
 
 
 def _report(sent: Any, wait: float, quiet: bool = False) -> None:

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.batches import IN_STREAM
-from adapters.messages import one_line
 
 DLQ_STREAM = "REFLOW_DLQ"
 CONSUMER = "reflow"
@@ -74,8 +73,10 @@ def send(nats_url: str, messages: list[tuple[str, bytes]], *, wait: float, appli
 
 async def _send(url: str, messages: list[tuple[str, bytes]], wait: float, applied: Applied | None) -> list[Sent]:
     import nats
+    from nats.errors import Error as NatsError
     from nats.js.errors import NoStreamResponseError, NotFoundError
 
+    from adapters.bootstrap import nats_label, nats_refusal
     from adapters.serve import source_name
 
     async def quiet(exc: Exception) -> None:  # nats-py would print a traceback per retry
@@ -85,14 +86,14 @@ async def _send(url: str, messages: list[tuple[str, bytes]], wait: float, applie
         nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=2, reconnect_time_wait=0.5,
                                 error_cb=quiet)
     except Exception as exc:  # noqa: BLE001 - any failure to connect is one line
-        raise ConnectionError(f"cannot connect to NATS at {url}: {one_line(str(exc) or type(exc).__name__)}") from None
+        raise ConnectionError(nats_refusal(url, exc)) from None
     try:
         js = nc.jetstream(timeout=5)
         try:
             await js.stream_info(IN_STREAM)
         except NotFoundError:
-            raise ConnectionError(f"NATS at {url} has no stream {IN_STREAM}: reflow serve creates it when it first "
-                                  "starts; nothing published") from None
+            raise ConnectionError(f"{nats_label(url)}: no stream {IN_STREAM} there: reflow serve creates it when "
+                                  "it first starts; nothing published") from None
         source = await source_name(js)
         dlq_from = await _last_seq(js, DLQ_STREAM)
         sent = []
@@ -101,7 +102,7 @@ async def _send(url: str, messages: list[tuple[str, bytes]], wait: float, applie
             try:
                 ack = await js.publish(subject, data, headers={"Nats-Msg-Id": msg_id}, timeout=5)
             except NoStreamResponseError:
-                raise ConnectionError(f"no stream took {subject} at {url}") from None
+                raise ConnectionError(f"{nats_label(url)}: no stream took {subject}") from None
             sent.append(Sent(subject, msg_id, ack.seq))
         if wait <= 0 or not sent:
             return sent
@@ -116,6 +117,8 @@ async def _send(url: str, messages: list[tuple[str, bytes]], wait: float, applie
             s.applied = True
             s.error = errors.get(f"dlq-{s.msg_id}")
         return sent
+    except NatsError as exc:  # a timeout, the server gone: one line naming the option
+        raise ConnectionError(nats_refusal(url, exc, "NATS failed")) from None
     finally:
         with contextlib.suppress(Exception):
             await nc.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -48,10 +49,20 @@ class World:
             assert stop(self.serve) == 0
 
     def cli(self, *args: str, stdin: str | None = None, nats: str | None = None) -> subprocess.CompletedProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REFLOW_") and k not in ("COLUMNS", "LINES")}
-        cmd = [sys.executable, "-m", "adapters.cli", "--store", self.store, "--nats", nats or self.url,
-               "--data-dir", str(self.data), *args]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=90, cwd=ROOT, input=stdin, env=env)
+        return self.cli_in(ROOT, "--store", self.store, "--nats", nats or self.url, "--data-dir", str(self.data),
+                           *args, stdin=stdin)
+
+    def cli_in(self, cwd: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        """`reflow ARGS` run in `cwd`, with only the options given (no REFLOW_* variable)."""
+        cmd = [sys.executable, "-m", "adapters.cli", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=90, cwd=cwd, input=stdin, env=_env())
+
+    def shell(self, printed: str) -> subprocess.CompletedProcess:
+        """A command as a command printed it, run by a shell in a directory of its own (`reflow` on PATH)."""
+        elsewhere = self.data.parent / "elsewhere"
+        elsewhere.mkdir(exist_ok=True)
+        return subprocess.run(["sh", "-c", printed], capture_output=True, text=True, timeout=90, cwd=elsewhere,
+                              env=_env())
 
     def send(self, items: list[tuple[str, dict]]) -> None:
         async def go():
@@ -81,6 +92,32 @@ class World:
             if (done.returncode == 0 and until(done.stdout)) or time.monotonic() > deadline:
                 return done
             time.sleep(0.5)
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REFLOW_") and k not in ("COLUMNS", "LINES")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # the venv's `reflow`
+    return env
+
+
+def printed_commands(stdout: str, intro: str) -> list[str]:
+    """The commands printed after the line `intro`, as printed (a long one in lines ending ` \\`)."""
+    assert f"{intro}\n" in stdout, stdout
+    commands: list[str] = []
+    for line in stdout.split(f"{intro}\n", 1)[1].splitlines():
+        if line.startswith("  reflow "):
+            commands.append(line)
+        elif line.startswith("    ") and commands and commands[-1].endswith(" \\"):
+            commands[-1] += "\n" + line
+        else:
+            break
+    assert all(len(line) <= 80 for c in commands for line in c.splitlines()), commands
+    return commands
+
+
+def words(printed: str) -> list[str]:
+    return shlex.split(printed.replace(" \\\n", " "))
 
 
 @pytest.fixture
@@ -133,11 +170,16 @@ def test_i6_release_and_i5_cancel_commands_beside_serve_then_show(world):
     one_line_refusal(w.cli("release", *SHOP_ARGS, "--order", "NOPE"), f"--order: unknown order {KEY}/NOPE")
     assert w.in_seq() == seq  # refused: nothing published
 
+    # The global options given before and after the command, the data dir relative to where it runs:
+    # the command printed to route the lines again carries them, and runs as printed from elsewhere.
     first = alloc_of(w, "C-1")
-    done = w.cli("cancel", "--allocation", first, "--reason", "merchant cancelled by hand")
+    done = w.cli_in(w.data.parent, "--data-dir", w.data.name, "cancel", "--allocation", first,
+                    "--reason", "merchant cancelled by hand", "--nats", w.url)
     assert done.returncode == 0, done.stderr
     assert f"cancelled {first} ({SUPPLIER}) of {KEY}/C-1: line C-1-1 withheld" in done.stdout
-    assert f"reflow release --platform {SHOP[0]} --shop {SHOP[1]} --order C-1" in done.stdout
+    [again] = printed_commands(done.stdout, "route them again:")
+    assert words(again) == ["reflow", "release", *SHOP_ARGS, "--order", "C-1", "--nats", w.url,
+                            "--data-dir", str(w.data.resolve())]
     assert w.read(lambda app: app.allocation(first).status) == "cancelled"
     seq = w.in_seq()
     one_line_refusal(w.cli("cancel", "--allocation", first), f"--allocation: {first} is cancelled already")
@@ -148,17 +190,19 @@ def test_i6_release_and_i5_cancel_commands_beside_serve_then_show(world):
     held = w.poll_show("held", until=lambda out: "C-1" in out and "H-1" not in out)
     assert held.returncode == 0, held.stderr
     assert "1 withheld (cancelled by hand)" in " ".join(held.stdout.split()) and "1 held order" in held.stdout
-    assert f"{KEY}/C-1" in held.stdout and "19.90" in held.stdout
+    assert KEY in held.stdout and "C-1" in held.stdout and "19.90" in held.stdout
     assert max(len(line) for line in held.stdout.splitlines()) <= 80
 
-    done = w.cli("release", *SHOP_ARGS, "--order", "C-1")
+    done = w.shell(again)
     assert done.returncode == 0, done.stderr
     assert f"released {KEY}/C-1: 1 line routed; allocation " in done.stdout and first not in done.stdout
     assert alloc_of(w, "C-1", "active") != first
 
     done = w.cli("cancel", *SHOP_ARGS, "--order", "C-2", "--order", "C-3")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("cancelled A") == 2 and "--order C-2" in done.stdout and "--order C-3" in done.stdout
+    assert done.stdout.count("cancelled A") == 2
+    assert [words(c)[:8] for c in printed_commands(done.stdout, "route them again:")] == [
+        ["reflow", "release", *SHOP_ARGS, "--order", order] for order in ("C-2", "C-3")]
     one_line_refusal(w.cli("cancel", *SHOP_ARGS, "--order", "C-2"), "has no allocation without tracking to cancel")
 
     # The supplier of C-2 ships anyway (a loss risk, I7); H-1's parcel is tracked: too late to cancel.
@@ -240,8 +284,9 @@ def test_l10_link_set_and_show_then_prelink_with_the_catalog_from_reflow_publish
     done = w.cli("link", "set", "--file", str(link_file))
     assert done.returncode == 0, done.stderr
     assert f"linked {KEY}/P-NEW: version 1 (created)" in done.stdout
-    assert (f"2 orders placed before the link wait for a pull: reflow prelink --platform {SHOP[0]} "
-            f"--shop {SHOP[1]} --product P-NEW") in done.stdout
+    [pull] = printed_commands(done.stdout, "2 orders placed before the link wait for a pull:")
+    assert words(pull) == ["reflow", "prelink", *SHOP_ARGS, "--product", "P-NEW", "--nats", w.url,
+                           "--data-dir", str(w.data)]  # --store is the data dir's default: left out
     seq = w.in_seq()
     again = w.cli("link", "set", "--file", str(link_file))
     assert again.returncode == 0 and "unchanged" in again.stdout and "nothing published" in again.stdout
@@ -255,7 +300,7 @@ def test_l10_link_set_and_show_then_prelink_with_the_catalog_from_reflow_publish
     assert "pre-link orders waiting for a pull (L10): 2" in shown.stdout
     assert max(len(x) for x in shown.stdout.splitlines()) <= 80
 
-    pulled = w.cli("prelink", *SHOP_ARGS, "--product", "P-NEW")
+    pulled = w.shell(pull)  # as printed, from another directory
     assert pulled.returncode == 0, pulled.stderr
     assert "routed 2 of 2 waiting" in pulled.stdout
     assert "pre-link orders waiting for a pull (L10): 0" in w.cli("link", "show", *SHOP_ARGS, "--product",
@@ -285,7 +330,7 @@ def test_i6_release_without_serve_stays_queued_and_without_nats_is_refused(world
 
     seq = w.in_seq()
     gone = w.cli("release", *SHOP_ARGS, "--order", "H-2", nats="nats://127.0.0.1:1")
-    one_line_refusal(gone, "cannot connect to NATS at nats://127.0.0.1:1")
+    one_line_refusal(gone, "reflow: --nats nats://127.0.0.1:1: cannot connect to NATS (no servers available)")
     assert w.in_seq() == seq and w.read(lambda app: app.order(*SHOP, "H-2").status) == "held"
 
     done = w.cli("release", *SHOP_ARGS, "--order", "H-2", "--wait", "0")
