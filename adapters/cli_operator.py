@@ -190,7 +190,7 @@ def link_show(
         if link is None or not link.linked:
             was = f" (unlinked at version {link.link_version})" if link is not None and link.link_version else ""
             raise ValueError(f"--product: {platform}/{shop}/{product} has no link{was}")
-        render_link(app, link, _prelink_waiting(app, platform, shop, product))
+        render_link(app, link, _prelink_waiting(app, platform, shop, product), ctx.obj.as_options())
 
 
 def publish(

@@ -173,7 +173,7 @@ def _table(rows: list[dict[str, Any]], columns: list[Column], title: str, path: 
     typer.echo(f"{title} ({path.name}{when})")
 
 
-def render_link(app: Any, link: Any, waiting: int) -> None:
+def render_link(app: Any, link: Any, waiting: int, options: list[str] | None = None) -> None:
     """`reflow link show`: the link, each source as routing sees it now, stock rules, pre-link orders;
     the prose wrapped to the terminal's width, the command to pull them in lines that fit it."""
     from engine.routing import candidate, merchant_of, settings_of
@@ -212,7 +212,7 @@ def render_link(app: Any, link: Any, waiting: int) -> None:
     stdout.print(f"pre-link orders waiting for a pull (L10): {waiting}" + ("; pull them:" if waiting else ""))
     if waiting:
         typer.echo(shell_command(["reflow", "prelink", "--platform", link.platform, "--shop", link.shop_id,
-                                  "--product", link.product_id], stdout.width))
+                                  "--product", link.product_id, *(options or [])], stdout.width))
     stdout.print("(link health proper, with reminders to the shop, comes with issue 15, rule L11)")
 
 

@@ -299,6 +299,8 @@ def test_l10_link_set_and_show_then_prelink_with_the_catalog_from_reflow_publish
     assert "K1 can route (1 of 1 alternatives)" in shown.stdout
     assert "pre-link orders waiting for a pull (L10): 2" in shown.stdout
     assert max(len(x) for x in shown.stdout.splitlines()) <= 80
+    hint = shown.stdout.split("pull them:\n", 1)[1].split("(link health", 1)[0]
+    assert "--nats" in hint and "--data-dir" in hint  # copyable from any directory
 
     pulled = w.shell(pull)  # as printed, from another directory
     assert pulled.returncode == 0, pulled.stderr
