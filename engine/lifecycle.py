@@ -55,10 +55,10 @@ def superseded(order: Order, shipped: Allocation, other: Allocation) -> bool:
     theirs = order.parts.get(other.allocation_id, [])
     if not mine or not theirs:
         return bool(set(other.line_ids) & set(shipped.line_ids))
-    keys = {(lid, c.supplier_id, c.offer_id, c.supplier_sku_id) for lid, _, c in mine}
+    keys = {(lid, c.key) for lid, _, c in mine}
     alternatives = {(lid, index) for lid, index, _ in mine}
     lines = {lid for lid, _ in alternatives}
-    return any((lid, c.supplier_id, c.offer_id, c.supplier_sku_id) in keys
+    return any((lid, c.key) in keys
                or (lid in lines and (lid, index) not in alternatives)
                for lid, index, c in theirs)
 

@@ -178,7 +178,7 @@ class Order(Aggregate):
         for allocation_id in self.allocations:
             for lid, _, comp in self.parts.get(allocation_id, ()):
                 if lid == line_id:
-                    have[_part_key(comp)] += comp.need
+                    have[comp.key] += comp.need
         return have
 
     def missing(self, line_id: str) -> CandidateFacts | None:
@@ -193,8 +193,8 @@ class Order(Aggregate):
             return None
         left = []
         for comp in need.components:
-            take = min(have[_part_key(comp)], comp.need)
-            have[_part_key(comp)] -= take
+            take = min(have[comp.key], comp.need)
+            have[comp.key] -= take
             if comp.need > take:
                 left.append(msgspec.structs.replace(comp, need=comp.need - take))
         return msgspec.structs.replace(need, components=tuple(left))
@@ -233,8 +233,6 @@ class Order(Aggregate):
         )
 
 
-def _part_key(comp: ComponentFacts) -> tuple[str, str, str]:
-    return (comp.supplier_id, comp.offer_id, comp.supplier_sku_id)
 
 
 

@@ -33,6 +33,11 @@ class ComponentFacts(Value, frozen=True):
     in_pool: bool = True
     """Meets the source pool (RT8), or the merchant has the pool off."""
 
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """The supplier SKU: (supplier, offer, SKU)."""
+        return (self.supplier_id, self.offer_id, self.supplier_sku_id)
+
 
 class CandidateFacts(Value, frozen=True):
     index: int
@@ -112,13 +117,9 @@ def _per_sku(c: CandidateFacts) -> dict[tuple[str, str, str], tuple[int, int, in
     components that name it (rules L4, RT7)."""
     out: dict[tuple[str, str, str], tuple[int, int, int]] = {}
     for comp in c.components:
-        _, qty, need = out.get(_key(comp), (0, 0, 0))
-        out[_key(comp)] = (comp.available, qty + comp.qty, need + comp.need)
+        _, qty, need = out.get(comp.key, (0, 0, 0))
+        out[comp.key] = (comp.available, qty + comp.qty, need + comp.need)
     return out
-
-
-def _key(comp: ComponentFacts) -> tuple[str, str, str]:
-    return (comp.supplier_id, comp.offer_id, comp.supplier_sku_id)
 
 
 def _ineligible(c: CandidateFacts, province: str, used: dict) -> str | None:
@@ -161,7 +162,7 @@ def _why_lost(winner: Verdict, loser: Verdict) -> str:
 
 def _consume(c: CandidateFacts, used: dict) -> None:
     for comp in c.components:
-        used[_key(comp)] = used.get(_key(comp), 0) + comp.need
+        used[comp.key] = used.get(comp.key, 0) + comp.need
 
 
 def _decide_line(line: LineFacts, province: str, used: dict) -> LineDecision:

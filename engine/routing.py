@@ -129,7 +129,7 @@ def line_facts(uow: UnitOfWork, order: Order, line: LineIn, at: datetime, settin
         alt = Alternative(components=tuple(
             Component(supplier_id=c.supplier_id, offer_id=c.offer_id, supplier_sku_id=c.supplier_sku_id, qty=c.qty)
             for c in rest.components), priority=rest.priority, provinces=rest.provinces)
-        needs = {(c.supplier_id, c.offer_id, c.supplier_sku_id): c.need for c in rest.components}
+        needs = {c.key: c.need for c in rest.components}
         version = next((al.link_version for ref in order.allocations for al in uow.allocation(ref).lines
                         if al.line_id == line.line_id), None)
         cand = candidate(uow, order.merchant_id, line.qty, alt, rest.index, at, settings, needs)

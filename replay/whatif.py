@@ -34,7 +34,7 @@ from engine import ids, routing
 from engine.base import decode_event, topics_of
 from engine.linking import Link
 from engine.order_events import OrderPlaced, OrderReferenced, OrderRouted
-from engine.policy import ComponentFacts, Decision, LineFacts, RoutingInput, cost_of, decide
+from engine.policy import Decision, LineFacts, RoutingInput, cost_of, decide
 from engine.uow import UnitOfWork
 from engine.values import LineIn, SkuLink
 
@@ -211,12 +211,12 @@ def _relinked(order: _Order, line: LineIn, lf: LineFacts, skus: tuple[SkuLink, .
     if not alternatives:
         return msgspec.structs.replace(lf, candidates=(), matched_by="")
     settings = routing.settings_of(uow, order.merchant_id)
-    recorded = {_key(x): x for c in lf.candidates for x in c.components}
+    recorded = {x.key: x for c in lf.candidates for x in c.components}
     candidates = []
     for index, alt in enumerate(alternatives):
         now = routing.candidate(uow, order.merchant_id, line.qty, alt, index, at, settings)
         candidates.append(msgspec.structs.replace(now, components=tuple(
-            msgspec.structs.replace(recorded[_key(x)], qty=x.qty, need=x.need) if _key(x) in recorded else x
+            msgspec.structs.replace(recorded[x.key], qty=x.qty, need=x.need) if x.key in recorded else x
             for x in now.components)))
     return msgspec.structs.replace(lf, candidates=tuple(candidates), matched_by=f"what-if {matched}")
 
@@ -227,14 +227,12 @@ def _with_stock_moved(inp: RoutingInput, used: dict) -> RoutingInput:
     return msgspec.structs.replace(inp, lines=tuple(
         msgspec.structs.replace(lf, candidates=tuple(
             msgspec.structs.replace(c, components=tuple(
-                msgspec.structs.replace(x, available=x.available - used.get(_key(x), 0)) if used.get(_key(x)) else x
+                msgspec.structs.replace(x, available=x.available - used.get(x.key, 0)) if used.get(x.key) else x
                 for x in c.components))
             for c in lf.candidates))
         for lf in inp.lines))
 
 
-def _key(x: ComponentFacts) -> tuple[str, str, str]:
-    return (x.supplier_id, x.offer_id, x.supplier_sku_id)
 
 
 def _chosen(inp: RoutingInput, decision: Decision):
@@ -249,7 +247,7 @@ def _take(inp: RoutingInput, decision: Decision) -> dict[tuple[str, str, str], i
     units: dict[tuple[str, str, str], int] = defaultdict(int)
     for _, _, cand in _chosen(inp, decision):
         for x in cand.components if cand is not None else ():
-            units[_key(x)] += x.need
+            units[x.key] += x.need
     return units
 
 
