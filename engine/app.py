@@ -104,7 +104,10 @@ class Reflow(Application):
             except BaseException:
                 batch.rollback()
                 raise
-            batch.rollback() if dry_run else batch.checkpoint()
+            if dry_run:
+                batch.rollback()
+            else:
+                batch.checkpoint()
             return result
         results = self._retrying(lambda uow: [decide(uow)], (), None, store=not dry_run)
         return results[0]
