@@ -13,6 +13,7 @@ from engine.privacy import Recipient
 
 TRACKING_NO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{5,39}$")
 CARRIER = re.compile(r"^[\w\u4e00-\u9fff .-]{2,32}$")
+REJECT_REASONS = ("out_of_stock", "sku_changed", "cannot_ship_to", "price_changed", "other")  # rule RT11
 
 
 
@@ -53,7 +54,8 @@ class Allocation(Aggregate):
 
     @property
     def stopped(self) -> bool:
-        return self.status in ("intercepted", "cancelled")
+        """Intercepted, cancelled or rejected: the supplier is not to ship it."""
+        return self.status in ("intercepted", "cancelled", "rejected")
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -65,12 +67,38 @@ class Allocation(Aggregate):
         """Rules I1, I3, I4, I5: intercept or cancel; the supplier is told to stop."""
         self.trigger(InterceptRequested if how == "intercepted" else AllocationCancelled, at, reason=reason)
 
+    def reject(self, supplier_id: str, reason: str, note: str | None, at: datetime) -> bool:
+        """Rule RT11: the supplier cannot fill it, before tracking; False for a repeated rejection."""
+        if reason not in REJECT_REASONS:
+            raise InvalidCommand(f"reason: must be one of {', '.join(REJECT_REASONS)}, got {reason!r}", "RT11")
+        self.check_owner(supplier_id, "RT11")
+        self.check_after_allocation("rejected_at", at, "RT11")
+        if self.status == "rejected":
+            return False
+        if self.tracking_no is not None:
+            raise TrackingRefused(
+                f"allocation_id: {self.allocation_id} already has tracking {self.tracking_no}; "
+                "a rejection comes before tracking", "RT11")
+        if self.stopped:
+            raise InvalidCommand(
+                f"allocation_id: {self.allocation_id} was {self.status} ({self.intercept_reason}); "
+                "answer the intercept instead", "RT11")
+        self.trigger(AllocationRejected, at, reason=reason, note=note)
+        return True
+
     def check_cancellable(self) -> None:
         """Rule I5: only an allocation without tracking can be cancelled by hand."""
         if self.status != "active" and not self.stopped:
             raise InvalidCommand(
                 f"allocation_id: {self.allocation_id} already has tracking ({self.status}); "
                 "open an after-sale instead", "I5")
+
+    def check_after_allocation(self, field: str, at: datetime, rule: str) -> None:
+        """A supplier answers an allocation after it was made, not before."""
+        if self.allocated_at is not None and at < self.allocated_at:
+            raise TrackingRefused(
+                f"{field}: {at.isoformat()} is before allocation {self.allocation_id} was made "
+                f"({self.allocated_at.isoformat()})", rule)
 
     def check_owner(self, supplier_id: str, rule: str) -> None:
         """Rules T1, I8: only the supplier the allocation went to may answer for it."""
@@ -90,7 +118,7 @@ class Allocation(Aggregate):
         self.check_owner(supplier_id, "I8")
         if self.answer is not None:
             return False
-        if not self.stopped:
+        if self.status not in ("intercepted", "cancelled"):
             raise InvalidCommand(f"allocation_id: {self.allocation_id} was not intercepted", "I8")
         self.trigger(InterceptAnswered, at, outcome=outcome, carrier=carrier, tracking_no=tracking_no)
         return True
@@ -99,6 +127,7 @@ class Allocation(Aggregate):
         """Rules T1, I7: `tracked`, `duplicate`, or `loss_risk` (the allocation was stopped)."""
         check_tracking(carrier, tracking_no)
         self.check_owner(supplier_id, "T1")
+        self.check_after_allocation("uploaded_at", at, "T1")
         if self.tracking_no is not None:
             if (self.carrier, self.tracking_no) == (carrier, tracking_no):
                 return "duplicate"
@@ -164,6 +193,16 @@ class AllocationCancelled(Event, frozen=True):
 
     def apply(self, a: Allocation) -> None:
         a.status, a.intercepted_at, a.intercept_reason = "cancelled", self.at, self.reason
+
+
+class AllocationRejected(Event, frozen=True):
+    """Rule RT11: the supplier said it cannot fill the allocation, and why."""
+
+    reason: str
+    note: str | None = None
+
+    def apply(self, a: Allocation) -> None:
+        a.status, a.intercepted_at, a.intercept_reason = "rejected", self.at, self.reason
 
 
 class InterceptAnswered(Event, frozen=True):

@@ -229,12 +229,13 @@ class Reflow(Application):
     def upsert_supplier(self, supplier_id: str, name: str, active: bool, *, ship_within_hours: int | None = None,
                         fulfilment_score: int | None = None, level: int | str | None = None,
                         service_stars: Decimal | float | None = None, logistics_score: Decimal | float | None = None,
-                        experience_score: Decimal | float | None = None, at: datetime | None = None) -> None:
+                        experience_score: Decimal | float | None = None, daily_capacity: int | None = None,
+                        at: datetime | None = None) -> None:
         return self.execute(c.UpsertSupplier(
             at=at or utcnow(), supplier_id=supplier_id, name=name, active=active,
             ship_within_hours=ship_within_hours, fulfilment_score=fulfilment_score, level=level,
             service_stars=_dec(service_stars), logistics_score=_dec(logistics_score),
-            experience_score=_dec(experience_score)))
+            experience_score=_dec(experience_score), daily_capacity=daily_capacity))
 
     def set_merchant_tier(self, supplier_id: str, merchant_id: str, tier: str, at: datetime | None = None) -> None:
         return self.execute(c.SetMerchantTier(at=at or utcnow(), supplier_id=supplier_id, merchant_id=merchant_id,
@@ -339,6 +340,14 @@ class Reflow(Application):
         return self.execute(c.AnswerIntercept(at=at or utcnow(), supplier_id=supplier_id,
                                               allocation_id=allocation_id, outcome=outcome, carrier=carrier,
                                               tracking_no=tracking_no))
+
+    def reject_allocation(self, supplier_id: str, allocation_id: str, reason: str, note: str | None = None,
+                          at: datetime | None = None) -> str:
+        return self.execute(c.RejectAllocation(at=at or utcnow(), supplier_id=supplier_id,
+                                               allocation_id=allocation_id, reason=reason, note=note))
+
+    def pass_time(self, at: datetime | None = None) -> int:
+        return self.execute(c.PassTime(at=at or utcnow()))
 
     def upload_tracking(self, supplier_id: str, allocation_id: str, carrier: str, tracking_no: str,
                         at: datetime | None = None) -> str:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from engine.base import Aggregate, Event
 from engine.errors import InvalidCommand, UnknownOffer
+from engine.servicelevel import china_day
 from engine.values import SHIP_WITHIN_HOURS, OfferSku, PoolTerms, SkuQty
 
 MICRO_SUPPLY_TTL = timedelta(days=30)  # rule M2
@@ -25,6 +26,9 @@ class Supplier(Aggregate):
     service_stars: Decimal | None = None
     logistics_score: Decimal | None = None
     experience_score: Decimal | None = None
+    daily_capacity: int | None = None
+    used_day: date | None = None
+    used_units = 0
 
     def __init__(self, id):  # noqa: A002
         super().__init__(id)
@@ -42,6 +46,18 @@ class Supplier(Aggregate):
             return False
         self.trigger(SupplierUpserted, at, **fields)
         return True
+
+    def capacity_left(self, at: datetime) -> int | None:
+        """Rule RT13: units the supplier can still take on `at`'s China-time day; None: no limit."""
+        if self.daily_capacity is None:
+            return None
+        used = self.used_units if self.used_day == china_day(at) else 0
+        return self.daily_capacity - used
+
+    def use_capacity(self, allocation_id: str, units: int, at: datetime) -> None:
+        """Rule RT13: an allocation counts on the China-time day it is made."""
+        if self.daily_capacity is not None:
+            self.trigger(CapacityUsed, at, allocation_id=allocation_id, day=china_day(at), units=units)
 
     def set_tier(self, merchant_id: str, tier: str, at: datetime) -> None:
         """Seed 002: the supplier places a merchant in a price tier."""
@@ -68,8 +84,10 @@ class SupplierUpserted(Event, frozen=True):
     service_stars: Decimal | None = None
     logistics_score: Decimal | None = None
     experience_score: Decimal | None = None
+    daily_capacity: int | None = None
 
     def apply(self, s: Supplier) -> None:
+        s.daily_capacity = self.daily_capacity
         s.supplier_id = self.supplier_id
         s.name = self.name
         s.active = self.active
@@ -79,6 +97,19 @@ class SupplierUpserted(Event, frozen=True):
         s.service_stars = self.service_stars
         s.logistics_score = self.logistics_score
         s.experience_score = self.experience_score
+
+
+class CapacityUsed(Event, frozen=True):
+    """Rule RT13: units of the supplier's daily capacity an allocation took."""
+
+    allocation_id: str
+    day: date
+    units: int
+
+    def apply(self, s: Supplier) -> None:
+        if s.used_day != self.day:
+            s.used_day, s.used_units = self.day, 0
+        s.used_units += self.units
 
 
 class MerchantTierSet(Event, frozen=True):
@@ -108,6 +139,7 @@ class Offer(Aggregate):
         self.reserved: dict[str, int] = {}
         self.holds: dict[str, tuple[SkuQty, ...]] = {}  # allocation id -> what it reserved
         self.stock_at: dict[str, datetime] = {}  # when each SKU's stock was last reported
+        self.withdrawn: set[str] = set()  # SKUs the supplier said changed (RT11), until it publishes again
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -145,6 +177,12 @@ class Offer(Aggregate):
         if allocation_id in self.holds:
             self.trigger(StockReleased, at, allocation_id=allocation_id, reason=reason)
 
+    def reject_sku(self, supplier_sku_id: str, reason: str, allocation_id: str, at: datetime) -> None:
+        """Rule RT11: `out_of_stock` sets the SKU's stock to 0 until the supplier's next report;
+        `sku_changed` takes the SKU off shelf until the supplier publishes the offer again (L11)."""
+        if reason in ("out_of_stock", "sku_changed"):
+            self.trigger(SkuRejected, at, supplier_sku_id=supplier_sku_id, reason=reason, allocation_id=allocation_id)
+
     def ship(self, allocation_id: str, at: datetime) -> None:
         self.trigger(StockShipped, at, allocation_id=allocation_id)
 
@@ -153,7 +191,7 @@ class Offer(Aggregate):
         self.trigger(StockShippedLate, at, allocation_id=allocation_id, items=items)
 
     def _same(self, fields: dict[str, Any]) -> bool:
-        return (self.title, self.on_shelf, self.private_to, self.pool, tuple(self.skus.values())) == (
+        return not self.withdrawn and (self.title, self.on_shelf, self.private_to, self.pool, tuple(self.skus.values())) == (
             fields["title"], fields["on_shelf"], fields["private_to"], fields["pool"], fields["skus"],
         ) and (fields["expires_at"] is None or fields["expires_at"] == self.expires_at)
 
@@ -190,6 +228,7 @@ class OfferPublished(Event, frozen=True):
         o.skus = {s.supplier_sku_id: s for s in self.skus}
         o.stock = {s.supplier_sku_id: s.stock for s in self.skus}
         o.stock_at = {s.supplier_sku_id: self.at for s in self.skus}
+        o.withdrawn = set()
 
 
 class OfferRenewed(Event, frozen=True):
@@ -204,6 +243,21 @@ class StockReported(Event, frozen=True):
     def apply(self, o: Offer) -> None:
         o.stock[self.supplier_sku_id] = self.stock
         o.stock_at[self.supplier_sku_id] = self.at
+
+
+class SkuRejected(Event, frozen=True):
+    """Rule RT11: what a supplier's rejection says about one of its SKUs."""
+
+    supplier_sku_id: str
+    reason: str
+    allocation_id: str
+
+    def apply(self, o: Offer) -> None:
+        if self.reason == "out_of_stock":
+            o.stock[self.supplier_sku_id] = 0
+            o.stock_at[self.supplier_sku_id] = max(self.at, o.stock_at.get(self.supplier_sku_id, self.at))
+        else:
+            o.withdrawn.add(self.supplier_sku_id)
 
 
 class StockReserved(Event, frozen=True):
@@ -255,6 +309,10 @@ def check_supplier_profile(fields: dict[str, Any]) -> None:
         raise InvalidCommand(f"ship_within_hours: must be 24 or 48, got {hours}", "T3")
     if score is not None and not 0 <= score <= 100:
         raise InvalidCommand(f"fulfilment_score: must be 0-100, got {score}", "RT2")
+    capacity = fields.get("daily_capacity")
+    if capacity is not None and (not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1):
+        raise InvalidCommand(f"daily_capacity: must be a whole number of units >= 1 or null, got {capacity!r}",
+                             "RT13")
 
 
 def check_offer_stock(skus: tuple[OfferSku, ...]) -> None:

@@ -37,6 +37,8 @@ class UpsertSupplier(Command, frozen=True):
     service_stars: Decimal | None = None
     logistics_score: Decimal | None = None
     experience_score: Decimal | None = None
+    daily_capacity: int | None = None
+    """Rule RT13: units per China-time day; None: no limit."""
 
 
 class SetMerchantTier(Command, frozen=True):
@@ -91,6 +93,7 @@ class ChangeMerchantSettings(Command, frozen=True):
     hold_amount_over: Decimal | str | None = None
     hold_remark_words: tuple[str, ...] | None = None
     hold_out_of_stock: bool | None = None
+    split_lines: bool | None = None
 
 
 class RegisterCode(Command, frozen=True):
@@ -206,11 +209,27 @@ class AnswerIntercept(Command, frozen=True):
     tracking_no: str | None = None
 
 
+class RejectAllocation(Command, frozen=True):
+    """Rule RT11: the supplier cannot fill an allocation it received."""
+
+    supplier_id: str
+    allocation_id: str
+    reason: str
+    note: str | None = None
+
+
 class UploadTracking(Command, frozen=True):
     supplier_id: str
     allocation_id: str
     carrier: str
     tracking_no: str
+
+
+# -- time ---------------------------------------------------------------------------------------
+
+
+class PassTime(Command, frozen=True):
+    """The clock reaches `at`: every deadline due by then passes (engine/clock.py)."""
 
 
 # -- statements ---------------------------------------------------------------------------------

@@ -61,3 +61,11 @@ def allocation_uuid(allocation: str) -> UUID:
 def new_allocation_id(platform: str, shop: str, order: str, supplier: str, seq: int) -> str:
     """A short, stable, human-quotable allocation id (what suppliers see and answer with)."""
     return "A" + _id("alloc", platform, shop, order, supplier, str(seq)).hex[:16].upper()
+
+
+def clock_id() -> UUID:
+    return _id("clock")
+
+
+def agenda_id(day: str) -> UUID:
+    return _id("agenda", day)

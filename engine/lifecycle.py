@@ -16,6 +16,13 @@ def stop(uow: UnitOfWork, order: Order, alloc: Allocation, how: str, reason: str
          by_merchant: bool = False) -> None:
     """Intercept or cancel an untracked allocation and release its stock (I1, I3, I4, I5, RT7)."""
     alloc.stop(how, reason, at)
+    ended(uow, order, alloc, how, reason, at, by_merchant)
+
+
+def ended(uow: UnitOfWork, order: Order, alloc: Allocation, how: str, reason: str, at: datetime,
+          by_merchant: bool = False) -> None:
+    """An allocation that will not ship (stopped, or rejected by its supplier, RT11): its stock is
+    released (RT7) and its lines wait again."""
     for offer_id in sorted({line.offer_id for line in alloc.lines}):
         offer = uow.get_offer(alloc.supplier_id, offer_id)
         if offer is not None:

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from engine.base import Aggregate, Event, Value
 from engine.errors import InvalidCommand, LinkRefused
-from engine.values import SkuLink
+from engine.values import Missing, SkuLink
 
 MAX_OFFERS = 10  # rule L1
 
@@ -30,6 +30,7 @@ class Link(Aggregate):
         self.linked_since: datetime | None = None
         self.rules: dict[str, StockRule] = {}
         self.published: dict[str, int] = {}
+        self.health: dict[str, tuple[Missing, ...]] = {}  # shop SKU -> what is missing (L11)
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -67,6 +68,16 @@ class Link(Aggregate):
         if self.published.get(key) != stock:
             self.trigger(StockPublished, at, platform=self.platform, shop_id=self.shop_id,
                          product_id=self.product_id, sku_id=key, stock=stock, sellable=sellable)
+
+    def report_health(self, missing: dict[str, tuple[Missing, ...]], at: datetime) -> None:
+        """Rule L11: a shop SKU whose link uses a supplier SKU that cannot serve it is broken, once
+        per break (a different set of missing SKUs is another break); healthy again when mended."""
+        for sku_id in sorted(set(self.health) | set(missing)):
+            now = missing.get(sku_id, ())
+            if self.health.get(sku_id, ()) != now:
+                self.trigger(LinkHealthChanged, at, platform=self.platform, shop_id=self.shop_id,
+                             product_id=self.product_id, sku_id=sku_id,
+                             status="broken" if now else "healthy", missing=now)
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -229,6 +240,23 @@ class StockPublished(Event, frozen=True):
 
     def apply(self, link: Link) -> None:
         link.published[self.sku_id] = self.stock
+
+
+class LinkHealthChanged(Event, frozen=True):
+    """Rule L11: a shop SKU's link broke (naming what is missing) or was mended."""
+
+    platform: str
+    shop_id: str
+    product_id: str
+    sku_id: str
+    status: str
+    missing: tuple[Missing, ...] = ()
+
+    def apply(self, link: Link) -> None:
+        if self.missing:
+            link.health[self.sku_id] = self.missing
+        else:
+            link.health.pop(self.sku_id, None)
 
 
 def published_stock(sellable: int, rule: StockRule) -> int:

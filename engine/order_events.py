@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from engine.base import Event
-from engine.policy import Decision, RoutingInput
+from engine.policy import Decision, RoutingInput, picked
 from engine.values import Aftersale, AllocRef, LineIn, Package, Region
 
 Order = Any  # engine.orders.Order, which imports these events (so no import back: no cycle)
@@ -55,14 +57,19 @@ class OrderRouted(Event, frozen=True):
         facts = {lf.line_id: lf for lf in self.input.lines}
         for line in self.decision.lines:
             if line.chosen is not None:
-                chosen = next(c for c in facts[line.line_id].candidates if c.index == line.chosen)
+                served = picked(facts[line.line_id], line)
                 if not o.live_parts(line.line_id):  # routed whole; else only its missing parts
-                    o.need[line.line_id] = o.whole[(line.line_id, chosen.index)] = chosen
-                for comp in chosen.components:
-                    ref = next((r for r in self.allocations if r.supplier_id == comp.supplier_id
-                                and line.line_id in r.line_ids), None)
-                    if ref is not None:
-                        o.parts.setdefault(ref.allocation_id, []).append((line.line_id, chosen.index, comp))
+                    chosen = served[0] if len(served) == 1 else msgspec.structs.replace(
+                        served[0], components=tuple(c for s in served for c in s.components))  # split (RT12)
+                    o.need[line.line_id] = chosen
+                    if len(served) == 1:
+                        o.whole[(line.line_id, chosen.index)] = chosen
+                for cand in served:
+                    for comp in cand.components:
+                        ref = next((r for r in self.allocations if r.supplier_id == comp.supplier_id
+                                    and line.line_id in r.line_ids), None)
+                        if ref is not None:
+                            o.parts.setdefault(ref.allocation_id, []).append((line.line_id, cand.index, comp))
                 o.route[line.line_id] = "allocated"
                 o.unroutable.pop(line.line_id, None)
             elif line.unroutable is not None:
@@ -98,7 +105,8 @@ class ReviewChanged(Event, frozen=True):
 
 
 class AllocationEnded(Event, frozen=True):
-    """One of the order's allocations was intercepted or cancelled; its lines wait again."""
+    """One of the order's allocations was intercepted, cancelled or rejected (RT11); its lines wait
+    again."""
 
     allocation_id: str
     how: str
@@ -109,6 +117,8 @@ class AllocationEnded(Event, frozen=True):
     def apply(self, o: Order) -> None:
         ref = o.allocations.pop(self.allocation_id, None)
         o.ended[self.allocation_id] = self.how
+        if ref is not None and self.how == "rejected":
+            o.excluded.add(ref.supplier_id)  # rule RT11: never again to that supplier for this order
         if ref is not None:
             for line_id in ref.line_ids:
                 o.route[line_id] = "withheld" if self.by_merchant else "unrouted"

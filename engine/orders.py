@@ -57,7 +57,8 @@ class Order(Aggregate):
         self.route: dict[str, str] = {}  # line -> allocated / unroutable / unrouted / ended
         self.unroutable: dict[str, str] = {}  # line -> reason (RT3)
         self.allocations: dict[str, AllocRef] = {}  # live ones (active or tracked)
-        self.ended: dict[str, str] = {}  # allocation -> how it ended (intercepted/cancelled)
+        self.ended: dict[str, str] = {}  # allocation -> how it ended (intercepted/cancelled/rejected)
+        self.excluded: set[str] = set()  # suppliers that rejected this order (RT11)
         self.aftersales: dict[str, Aftersale] = {}
         self.decisions = 0
         # What each line needs (the alternative chosen when it was last routed whole) and what

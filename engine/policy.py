@@ -8,6 +8,7 @@ decision, so re-running `decide` on it reproduces the decision exactly (rule RT6
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from decimal import Decimal
 
@@ -32,6 +33,10 @@ class ComponentFacts(Value, frozen=True):
     score: int
     in_pool: bool = True
     """Meets the source pool (RT8), or the merchant has the pool off."""
+    rejected: bool = False
+    """The supplier rejected an allocation of this order (RT11): never again for this order."""
+    capacity_left: int | None = None
+    """Units the supplier can still take on the decision's China-time day (RT13); None: no limit."""
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -60,6 +65,8 @@ class RoutingInput(Value, frozen=True):
     province: str
     lines: tuple[LineFacts, ...]
     split_tolerance: Decimal = Decimal("0")
+    split_lines: bool = False
+    """Rule RT12: a line no single alternative covers may be covered by several."""
 
 
 class Verdict(Value, frozen=True):
@@ -70,16 +77,29 @@ class Verdict(Value, frozen=True):
     score: int
     priority: int | None = None
     reason: str | None = None
-    """Why it was not eligible: supplier_inactive, sku_off_shelf, not_served, not_in_pool, out_of_stock."""
+    """Why it was not eligible: rejected, supplier_inactive, sku_off_shelf, not_served, not_in_pool,
+    out_of_stock, capacity_reached."""
     lost: str | None = None
     """Why an eligible candidate lost: priority, cost, score, link_order, fewer_splits."""
+    units: int | None = None
+    """Rule RT12: the whole units this alternative takes as one part of a split line."""
+
+
+class Part(Value, frozen=True):
+    """Rule RT12: one alternative's share of a split line, in whole units of the shop SKU."""
+
+    index: int
+    units: int
 
 
 class LineDecision(Value, frozen=True):
     line_id: str
     candidates: tuple[Verdict, ...]
     chosen: int | None = None
+    """The alternative that serves the line (the first part, when the line is split)."""
     unroutable: str | None = None
+    parts: tuple[Part, ...] = ()
+    """Rule RT12: the alternatives a split line is covered by, in RT2 order; empty when not split."""
 
 
 class Decision(Value, frozen=True):
@@ -87,8 +107,10 @@ class Decision(Value, frozen=True):
     consolidated_to: str | None = None
 
 
-_ORDER_OF_REASONS = ("out_of_stock", "supplier_inactive", "sku_off_shelf")
+_ORDER_OF_REASONS = ("rejected", "capacity_reached", "out_of_stock", "supplier_inactive", "sku_off_shelf")
 _LINE_REASON = {
+    "rejected": "rejected",
+    "capacity_reached": "capacity_reached",
     "supplier_inactive": "supplier_inactive",
     "sku_off_shelf": "sku_off_shelf",
     "not_served": "sku_off_shelf",
@@ -123,7 +145,9 @@ def _per_sku(c: CandidateFacts) -> dict[tuple[str, str, str], tuple[int, int, in
 
 
 def _ineligible(c: CandidateFacts, province: str, used: dict) -> str | None:
-    """Rule RT1 (plus RT8 pool and RT9 provinces); None when eligible."""
+    """Rule RT1 (plus RT11 rejections, RT8 pool, RT9 provinces, RT13 capacity); None when eligible."""
+    if any(comp.rejected for comp in c.components):
+        return "rejected"
     if not all(comp.supplier_active for comp in c.components):
         return "supplier_inactive"
     if not all(comp.on_shelf for comp in c.components):
@@ -134,7 +158,28 @@ def _ineligible(c: CandidateFacts, province: str, used: dict) -> str | None:
         return "not_in_pool"
     if any(avail - used.get(key, 0) < need for key, (avail, _, need) in _per_sku(c).items()):
         return "out_of_stock"
+    if any(left is not None and left - used.get((s,), 0) < need for s, (left, _, need) in _per_supplier(c).items()):
+        return "capacity_reached"
     return None
+
+
+def _per_supplier(c: CandidateFacts) -> dict[str, tuple[int | None, int, int]]:
+    """Rule RT13, per supplier of a candidate: (capacity left today, units per shop SKU, units needed)."""
+    out: dict[str, tuple[int | None, int, int]] = {}
+    for comp in c.components:
+        _, qty, need = out.get(comp.supplier_id, (None, 0, 0))
+        out[comp.supplier_id] = (comp.capacity_left, qty + comp.qty, need + comp.need)
+    return out
+
+
+def _whole_units(c: CandidateFacts, used: dict) -> int:
+    """How many whole units of the shop SKU a candidate can make now, by stock (RT7) and by its
+    suppliers' capacity left today (RT13)."""
+    units = _stock(c, used)
+    for s, (left, qty, _) in _per_supplier(c).items():
+        if left is not None:
+            units = min(units, (left - used.get((s,), 0)) // qty)
+    return max(units, 0)
 
 
 def rank(v: Verdict) -> tuple:
@@ -163,9 +208,53 @@ def _why_lost(winner: Verdict, loser: Verdict) -> str:
 def _consume(c: CandidateFacts, used: dict) -> None:
     for comp in c.components:
         used[comp.key] = used.get(comp.key, 0) + comp.need
+        used[(comp.supplier_id,)] = used.get((comp.supplier_id,), 0) + comp.need  # RT13
 
 
-def _decide_line(line: LineFacts, province: str, used: dict) -> LineDecision:
+def scaled(c: CandidateFacts, units: int) -> CandidateFacts:
+    """A candidate making `units` of the shop SKU (one part of a split line, RT12)."""
+    return msgspec.structs.replace(c, components=tuple(
+        msgspec.structs.replace(comp, need=comp.qty * units) for comp in c.components))
+
+
+def picked(line: LineFacts, decision: LineDecision) -> list[CandidateFacts]:
+    """What serves a routed line: its chosen candidate, or each part of a split line (RT12) with
+    the units it takes; empty when the line is not routed."""
+    if decision.parts:
+        return [scaled(_candidate(line, p.index), p.units) for p in decision.parts]
+    if decision.chosen is None:
+        return []
+    return [_candidate(line, decision.chosen)]
+
+
+def _split(line: LineFacts, verdicts: list[Verdict], used: dict) -> LineDecision | None:
+    """Rule RT12: cover the line with several alternatives in RT2 order, each taking the whole
+    units it can make, with as few parts as possible; None when they cannot cover it (all or
+    nothing: nothing is taken)."""
+    pool = sorted((v for v in verdicts if v.reason in ("out_of_stock", "capacity_reached")
+                   and _whole_units(_candidate(line, v.index), used) > 0), key=rank)
+    for k in range(2, len(pool) + 1):
+        for combo in itertools.combinations(pool, k):
+            trial, parts, left = dict(used), [], line.qty
+            for v in combo:
+                cand = _candidate(line, v.index)
+                take = min(_whole_units(cand, trial), left)
+                if take < 1:
+                    break
+                _consume(scaled(cand, take), trial)
+                parts.append(Part(index=v.index, units=take))
+                left -= take
+            if left == 0 and len(parts) == k:
+                used.clear()
+                used.update(trial)
+                units = {p.index: p.units for p in parts}
+                return LineDecision(
+                    line_id=line.line_id, chosen=parts[0].index, parts=tuple(parts),
+                    candidates=tuple(_with(v, units=units[v.index]) if v.index in units else v for v in verdicts))
+    return None
+
+
+def _decide_line(line: LineFacts, province: str, used: dict, split_lines: bool = False) -> LineDecision:
     verdicts = []
     for c in line.candidates:
         reason = _ineligible(c, province, used)
@@ -183,6 +272,10 @@ def _decide_line(line: LineFacts, province: str, used: dict) -> LineDecision:
     if not verdicts:
         return LineDecision(line_id=line.line_id, candidates=(), unroutable="no_link")
     eligible = sorted((v for v in verdicts if v.eligible), key=rank)
+    if not eligible and split_lines and line.qty > 1 and line.matched_by != "remaining_parts":
+        split = _split(line, verdicts, used)
+        if split is not None:
+            return split
     if not eligible:
         reasons = {_LINE_REASON[v.reason] for v in verdicts if v.reason}
         reason = next(r for r in _ORDER_OF_REASONS if r in reasons)
@@ -210,7 +303,9 @@ def _candidate(line: LineFacts, index: int) -> CandidateFacts:
 
 def decide(inp: RoutingInput) -> Decision:
     used: dict[tuple[str, str, str], int] = {}
-    lines = [_decide_line(line, inp.province, used) for line in inp.lines]
+    lines = [_decide_line(line, inp.province, used, inp.split_lines) for line in inp.lines]
+    if any(d.parts for d in lines):
+        return Decision(lines=tuple(lines))  # RT12 with RT10: a split line is not consolidated
     return _fewer_splits(inp, lines)
 
 

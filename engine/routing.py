@@ -17,6 +17,7 @@ from engine import ids
 from engine.allocations import Allocation, AllocLine
 from engine.backlog import Backlog, Parked
 from engine.catalog import Offer, Supplier
+from engine.clock import next_day_start, schedule
 from engine.linking import Link
 from engine.merchants import CodeBook, Merchant, PriceBook, Shop, SupplierIndex
 from engine.orders import Order
@@ -29,6 +30,7 @@ from engine.policy import (
     Verdict,
     cost_of,
     decide,
+    picked,
     rank,
 )
 from engine.privacy import mask, recipient_token
@@ -79,8 +81,10 @@ def resolve(uow: UnitOfWork, platform: str, shop_id: str, merchant_id: str, line
 
 
 def candidate(uow: UnitOfWork, merchant_id: str, qty: int, alt: Alternative, index: int, at: datetime,
-              settings: MerchantSettings, needs: Needs | None = None) -> CandidateFacts:
-    """Everything the policy needs to know about one alternative for one line, read now."""
+              settings: MerchantSettings, needs: Needs | None = None,
+              excluded: frozenset[str] | set[str] = frozenset()) -> CandidateFacts:
+    """Everything the policy needs to know about one alternative for one line, read now;
+    `excluded` names the suppliers that rejected this order (RT11)."""
     comps = []
     for comp in alt.components:
         key = (comp.supplier_id, comp.offer_id, comp.supplier_sku_id)
@@ -94,11 +98,13 @@ def candidate(uow: UnitOfWork, merchant_id: str, qty: int, alt: Alternative, ind
             qty=comp.qty, need=comp.qty * qty if needs is None else needs[key],
             supplier_active=supplier is not None and supplier.active,
             on_shelf=offer is not None and sku is not None and offer.on_shelf
-            and not offer.expired(at) and offer.open_to(merchant_id),
+            and comp.supplier_sku_id not in offer.withdrawn and not offer.expired(at) and offer.open_to(merchant_id),
             available=offer.available(comp.supplier_sku_id) if offer is not None else 0,
             unit_cost=book.price_at(comp.supplier_sku_id, at, tier) if book is not None else None,
             score=supplier.fulfilment_score if supplier is not None else 0,
             in_pool=(not settings.source_pool) or in_pool(supplier, offer, sku, at),
+            rejected=comp.supplier_id in excluded,
+            capacity_left=supplier.capacity_left(at) if supplier is not None else None,
         ))
     return CandidateFacts(index=index, components=tuple(comps), priority=alt.priority, provinces=alt.provinces)
 
@@ -132,13 +138,13 @@ def line_facts(uow: UnitOfWork, order: Order, line: LineIn, at: datetime, settin
         needs = {c.key: c.need for c in rest.components}
         version = next((al.link_version for ref in order.allocations for al in uow.allocation(ref).lines
                         if al.line_id == line.line_id), None)
-        cand = candidate(uow, order.merchant_id, line.qty, alt, rest.index, at, settings, needs)
+        cand = candidate(uow, order.merchant_id, line.qty, alt, rest.index, at, settings, needs, order.excluded)
         return LineFacts(line_id=line.line_id, qty=line.qty, candidates=(cand,), link_version=version,
                          matched_by="remaining_parts")
     alternatives, version, matched = resolve(uow, order.platform, order.shop_id, order.merchant_id, line, link)
     return LineFacts(
         line_id=line.line_id, qty=line.qty, link_version=version, matched_by=matched,
-        candidates=tuple(candidate(uow, order.merchant_id, line.qty, alt, i, at, settings)
+        candidates=tuple(candidate(uow, order.merchant_id, line.qty, alt, i, at, settings, excluded=order.excluded)
                          for i, alt in enumerate(alternatives)))
 
 
@@ -146,12 +152,14 @@ def routing_input(uow: UnitOfWork, order: Order, lines: list[LineIn], at: dateti
                   settings: MerchantSettings) -> RoutingInput:
     return RoutingInput(at=at, province=order.region.province if order.region else "",
                         lines=tuple(line_facts(uow, order, line, at, settings) for line in lines),
-                        split_tolerance=settings.split_tolerance)
+                        split_tolerance=settings.split_tolerance, split_lines=settings.split_lines)
 
 
 def sellable(uow: UnitOfWork, entry: SkuLink, merchant_id: str, settings: MerchantSettings, at: datetime) -> int:
-    """Rule S1: the stock of the best eligible alternative; a bundle counts its scarcest part."""
+    """Rule S1: the stock of the best eligible alternative; a bundle counts its scarcest part.
+    Where the merchant splits lines (RT12), every eligible alternative's stock counts."""
     best: Verdict | None = None
+    total = 0
     for index, alt in enumerate(entry.alternatives):
         facts = candidate(uow, merchant_id, 1, alt, index, at, settings)
         if not all(c.supplier_active and c.on_shelf and c.in_pool for c in facts.components):
@@ -159,10 +167,13 @@ def sellable(uow: UnitOfWork, entry: SkuLink, merchant_id: str, settings: Mercha
         stock = min(max(c.available, 0) // c.qty for c in facts.components)
         if stock < 1:
             continue
+        total += stock
         verdict = Verdict(index=index, eligible=True, cost=cost_of(facts), stock=stock,
                           score=min(c.score for c in facts.components), priority=alt.priority)
         if best is None or rank(verdict) < rank(best):
             best = verdict
+    if settings.split_lines:
+        return total
     return best.stock if best else 0
 
 
@@ -184,7 +195,21 @@ def route(uow: UnitOfWork, order: Order, at: datetime, trigger: str) -> Decision
     refs = allocate(uow, order, lines, inp.lines, decision, at, trigger)
     order.record_route(inp, decision, refs, trigger, at)
     park(uow, order, lines, inp.lines, decision)
+    for supplier_id in at_capacity(inp, decision):
+        schedule(uow, next_day_start(at), "capacity_day", supplier_id, at)  # rule RT13
     return decision
+
+
+def at_capacity(inp: RoutingInput, decision: Decision) -> list[str]:
+    """Rule RT13: the suppliers with a daily capacity that a waiting line could not use today."""
+    out: set[str] = set()
+    for lf, ld in zip(inp.lines, decision.lines):
+        if ld.chosen is not None:
+            continue
+        capped = {v.index for v in ld.candidates if v.reason == "capacity_reached"}
+        out |= {c.supplier_id for cand in lf.candidates if cand.index in capped
+                for c in cand.components if c.capacity_left is not None}
+    return sorted(out)
 
 
 def allocate(uow: UnitOfWork, order: Order, lines: list[LineIn], facts: tuple[LineFacts, ...],
@@ -197,7 +222,7 @@ def allocate(uow: UnitOfWork, order: Order, lines: list[LineIn], facts: tuple[Li
         if ld.chosen is None:
             continue
         line = by_line[lf.line_id]
-        for comp in next(c for c in lf.candidates if c.index == ld.chosen).components:
+        for comp in (comp for cand in picked(lf, ld) for comp in cand.components):
             offer = uow.offer(comp.supplier_id, comp.offer_id)
             per_supplier[comp.supplier_id].append(AllocLine(
                 line_id=line.line_id, offer_id=comp.offer_id, supplier_sku_id=comp.supplier_sku_id,
@@ -225,6 +250,7 @@ def allocate(uow: UnitOfWork, order: Order, lines: list[LineIn], facts: tuple[Li
                        lines=alloc_lines, recipient=recipient, recipient_token=token,
                        ship_by=ship_by(at, uow.supplier(supplier_id).ship_within_hours),
                        channel=order.channel, trigger=trigger)
+        uow.supplier(supplier_id).use_capacity(allocation_id, sum(al.qty for al in alloc_lines), at)  # RT13
         for offer_id, items in per_offer(alloc_lines).items():
             uow.offer(supplier_id, offer_id).reserve(allocation_id, items, at)
         refs.append(AllocRef(allocation_id=allocation_id, supplier_id=supplier_id,

@@ -19,6 +19,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "L8": ("engine.linking.Link.set", "engine.linking.Link.unlink", "engine.linking.describe_changes"),
     "L9": ("engine.handlers.orders.place_order",),
     "L10": ("engine.handlers.linking.pull_prelink",),
+    "L11": ("engine.stocksync.missing_of", "engine.linking.Link.report_health", "engine.stocksync.offer_expired"),
     # routing
     "RT1": ("engine.policy._ineligible", "engine.routing.candidate"),
     "RT2": ("engine.policy.rank",),
@@ -30,6 +31,11 @@ RULES: dict[str, tuple[str, ...]] = {
     "RT8": ("engine.routing.in_pool",),
     "RT9": ("engine.policy._ineligible",),
     "RT10": ("engine.policy._fewer_splits",),
+    "RT11": ("engine.allocations.Allocation.reject", "engine.handlers.fulfilment.reject_allocation",
+             "engine.catalog.Offer.reject_sku", "engine.policy._ineligible"),
+    "RT12": ("engine.policy._split", "engine.policy.picked", "engine.routing.sellable"),
+    "RT13": ("engine.catalog.Supplier.capacity_left", "engine.catalog.Supplier.use_capacity",
+             "engine.routing.at_capacity", "engine.stocksync.capacity_day", "engine.clock.pass_time"),
     # interception
     "I1": ("engine.handlers.orders.open_aftersale", "engine.lifecycle.stop_active"),
     "I2": ("engine.handlers.orders.open_aftersale",),
@@ -66,7 +72,6 @@ RULES: dict[str, tuple[str, ...]] = {
 }
 
 PLANNED: dict[str, str] = {
-    "RT11": "issue 15", "RT12": "issue 15", "RT13": "issue 15", "L11": "issue 15",
     "T4": "issue 16", "RC6": "issue 16",
 }
 """Rules of DOMAIN.md not enforced yet, and the issue that brings them."""

@@ -3,7 +3,7 @@ ships within 48 h (24 h for suppliers enrolled with 24 h)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 
 LOCAL = timezone(timedelta(hours=8), "CST")  # China Standard Time, no daylight saving
 CUTOFF = time(16, 0)
@@ -20,3 +20,8 @@ def ship_by(allocated_at: datetime, ship_within_hours: int = 48) -> datetime:
 
 def is_late(tracked_at: datetime, ship_by_at: datetime) -> bool:
     return tracked_at > ship_by_at
+
+
+def china_day(at: datetime) -> date:
+    """The China-time day of a moment (RT13, RC4)."""
+    return at.astimezone(LOCAL).date()

@@ -11,7 +11,8 @@ from engine.errors import InvalidCommand
 PLATFORMS = ("douyin", "kuaishou", "taobao", "tmall", "pinduoduo", "weigong")
 SHIP_WITHIN_HOURS = (24, 48)  # rule T3
 
-UnroutableReason = Literal["no_link", "out_of_stock", "supplier_inactive", "sku_off_shelf"]
+UnroutableReason = Literal["no_link", "out_of_stock", "supplier_inactive", "sku_off_shelf", "rejected",
+                           "capacity_reached"]
 
 
 class Component(Value, frozen=True):
@@ -63,6 +64,17 @@ class Buyer(Value, frozen=True):
         return Region(province=self.province, city=self.city, district=self.district)
 
 
+class Missing(Value, frozen=True):
+    """Rule L11: a supplier SKU a link uses that cannot serve it, and why: `sku_dropped` (the
+    offer no longer lists it), `sku_changed` (the supplier rejected an allocation for it, RT11),
+    `delisted` or `expired` (the offer, M2)."""
+
+    supplier_id: str
+    offer_id: str
+    supplier_sku_id: str
+    why: str
+
+
 class LineIn(Value, frozen=True):
     line_id: str
     product_id: str
@@ -102,6 +114,8 @@ class MerchantSettings(Value, frozen=True):
     source_pool: bool = False
     split_tolerance: Decimal = Decimal("0")
     holds: HoldRules = HoldRules()
+    split_lines: bool = False
+    """Rule RT12 (off by default, choice)."""
 
 
 class PoolTerms(Value, frozen=True):

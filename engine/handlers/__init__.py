@@ -3,7 +3,8 @@
 - supply: suppliers, offers and stock, prices, merchants, shops, merchant codes
 - linking: links and stock rules (L1-L8, S2), and pull pre-link orders (L10)
 - orders: an order's life before the parcel (RT4, I1-I6)
-- fulfilment: allocations answered, cancelled, tracked and shipped (I5, I7, I8, T1, T2)
+- fulfilment: allocations answered, rejected, cancelled, tracked and shipped (RT11, I5, I7, I8, T1, T2)
+- deadlines: time passing (RT13, L11 and M2)
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.commands import Command
-from engine.handlers import fulfilment, linking, orders, statements, supply  # noqa: F401  (they register)
+from engine.handlers import deadlines, fulfilment, linking, orders, statements, supply  # noqa: F401  (they register)
 from engine.handlers.registry import HANDLERS
 from engine.uow import UnitOfWork
 

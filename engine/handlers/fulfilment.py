@@ -3,9 +3,11 @@ tracking uploaded (T1, I7), and shipment confirmed to the shop (T2)."""
 
 from __future__ import annotations
 
-from engine.commands import AnswerIntercept, CancelAllocation, CancelAllocations, UploadTracking
+from engine.commands import AnswerIntercept, CancelAllocation, CancelAllocations, RejectAllocation, UploadTracking
 from engine.handlers.registry import handles
-from engine.lifecycle import maybe_ship, shipped_despite_intercept, stop, stop_active
+from engine.lifecycle import ended, maybe_ship, shipped_despite_intercept, stop, stop_active
+from engine.routing import route
+from engine.stocksync import supply_changed
 from engine.uow import UnitOfWork
 
 
@@ -26,6 +28,23 @@ def cancel_allocations(c: CancelAllocations, uow: UnitOfWork) -> int:
     return sum(stop_active(uow, uow.order(c.platform, c.shop_id, oid), "cancelled",
                            c.reason or "cancelled by merchant", c.at, by_merchant=True)
                for oid in c.order_ids)
+
+
+@handles(RejectAllocation)
+def reject_allocation(c: RejectAllocation, uow: UnitOfWork) -> str:
+    """Rule RT11: the allocation ends as rejected and gives its stock back; the reason tells what
+    became of the supplier's SKUs; the lines are routed again at once, never again to that
+    supplier for this order. `rejected`, or `duplicate` for a rejection already recorded."""
+    alloc = uow.allocation(c.allocation_id)
+    if not alloc.reject(c.supplier_id, c.reason, c.note, c.at):
+        return "duplicate"
+    order = uow.order(alloc.platform, alloc.shop_id, alloc.order_id)
+    ended(uow, order, alloc, "rejected", c.reason, c.at)
+    for offer_id, sku_id in sorted({(line.offer_id, line.supplier_sku_id) for line in alloc.lines}):
+        uow.offer(alloc.supplier_id, offer_id).reject_sku(sku_id, c.reason, alloc.allocation_id, c.at)
+    route(uow, order, c.at, "rejected")
+    supply_changed(uow, {alloc.supplier_id}, c.at, "rejection")
+    return "rejected"
 
 
 @handles(AnswerIntercept)

@@ -16,7 +16,7 @@ from engine.handlers.supply import check_component
 from engine.linking import Link, check_link, check_stock_rule
 from engine.orders import Order
 from engine.routing import merchant_of, reroute_backlog, route, unpark
-from engine.stocksync import index_link, sync_stock
+from engine.stocksync import check_health, index_link, sync_stock
 from engine.uow import UnitOfWork
 from engine.values import check_platform, parse_money
 
@@ -35,6 +35,7 @@ def set_link(c: SetLink, uow: UnitOfWork) -> int:
     before = link.suppliers()
     if link.set(c.platform, c.shop_id, c.product_id, c.mode, c.skus, c.at):
         index_link(uow, link, before, c.at)
+        check_health(uow, [link], c.at)
         sync_stock(uow, [link], c.at)
         reroute_backlog(uow, [(c.platform, c.shop_id, c.product_id)], c.at, "link")
     return link.link_version
@@ -48,6 +49,7 @@ def remove_link(c: RemoveLink, uow: UnitOfWork) -> None:
     before = link.suppliers()
     if link.unlink(c.at):
         index_link(uow, link, before, c.at)
+        check_health(uow, [link], c.at)
 
 
 @handles(SetStockRule)

@@ -18,7 +18,7 @@ from engine.commands import (
 from engine.errors import InvalidCommand, LinkRefused, UnknownOffer
 from engine.handlers.registry import handles
 from engine.merchants import CodeBook, Merchant, PriceBook, Shop
-from engine.stocksync import supply_changed
+from engine.stocksync import supply_changed, watch_expiry
 from engine.uow import UnitOfWork
 from engine.values import Alternative, Component, HoldRules, MerchantSettings, check_platform, parse_money
 
@@ -29,7 +29,7 @@ def upsert_supplier(c: UpsertSupplier, uow: UnitOfWork) -> None:
     if supplier.upsert(c.at, supplier_id=c.supplier_id, name=c.name, active=bool(c.active),
                        ship_within_hours=c.ship_within_hours, fulfilment_score=c.fulfilment_score,
                        level=c.level, service_stars=c.service_stars, logistics_score=c.logistics_score,
-                       experience_score=c.experience_score):
+                       experience_score=c.experience_score, daily_capacity=c.daily_capacity):
         supply_changed(uow, {c.supplier_id}, c.at, "supplier")
 
 
@@ -45,12 +45,15 @@ def publish_offer(c: PublishOffer, uow: UnitOfWork) -> None:
     if offer.publish(c.at, supplier_id=c.supplier_id, offer_id=c.offer_id, title=c.title,
                      on_shelf=bool(c.on_shelf), skus=tuple(c.skus), private_to=c.private_to,
                      expires_at=c.expires_at, pool=c.pool):
+        watch_expiry(uow, offer, c.at)
         supply_changed(uow, {c.supplier_id}, c.at, "offer")
 
 
 @handles(RenewOffer)
 def renew_offer(c: RenewOffer, uow: UnitOfWork) -> None:
-    uow.offer(c.supplier_id, c.offer_id).renew(c.at)
+    offer = uow.offer(c.supplier_id, c.offer_id)
+    offer.renew(c.at)
+    watch_expiry(uow, offer, c.at)
     supply_changed(uow, {c.supplier_id}, c.at, "offer")
 
 
@@ -86,7 +89,8 @@ def change_merchant_settings(c: ChangeMerchantSettings, uow: UnitOfWork) -> None
         out_of_stock=cur.holds.out_of_stock if c.hold_out_of_stock is None else c.hold_out_of_stock)
     merchant.change_settings(c.merchant_id, MerchantSettings(
         source_pool=cur.source_pool if c.source_pool is None else c.source_pool,
-        split_tolerance=cur.split_tolerance if tolerance is None else tolerance, holds=holds), c.at)
+        split_tolerance=cur.split_tolerance if tolerance is None else tolerance, holds=holds,
+        split_lines=cur.split_lines if c.split_lines is None else c.split_lines), c.at)
 
 
 @handles(RegisterCode)

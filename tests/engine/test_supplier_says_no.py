@@ -1,0 +1,307 @@
+"""When the supplier says no (issue 15): rejections (RT11), split lines (RT12), daily capacity
+(RT13) and link health (L11), beside reservations (RT7), fewer splits (RT10), interceptions (I1)
+and the recorded decision (RT6)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from engine.base import decode_event, topics_of
+from engine.errors import DomainError, NotFound
+from engine.linking import LinkHealthChanged
+from engine.policy import decide
+from tests.world import (
+    SHOP,
+    T0,
+    allocations,
+    alt,
+    comp,
+    line,
+    link,
+    offer,
+    order,
+    place,
+    sku,
+    stored,
+    supplier,
+)
+
+
+def events(app, cls):
+    notes = app.recorder.select_notifications(start=1, limit=100_000, topics=list(topics_of(cls)))
+    return [decode_event(n.topic, n.state) for n in notes]
+
+
+def live(app, order_id):
+    return [a for a in allocations(app, order_id) if a.status in ("active", "tracked", "shipped")]
+
+
+def last_decision(app, order_id):
+    return app.decisions(*SHOP, order_id)[-1]
+
+
+@pytest.fixture
+def two(memory_app):
+    """A cheap supplier A and a dearer B for the same shop SKU."""
+    app = memory_app
+    supplier(app, "SUP-A")
+    supplier(app, "SUP-B")
+    offer(app, "SUP-A", "OA", {"a1": 10}, price="10.00")
+    offer(app, "SUP-B", "OB", {"b1": 10}, price="12.00")
+    link(app, "P1", sku("K1", alt(comp("SUP-A", "OA", "a1")), alt(comp("SUP-B", "OB", "b1"))))
+    return app
+
+
+# -- RT11 rejection ----------------------------------------------------------------------------
+
+
+def test_rt11_rejection_releases_stock_and_reroutes_never_back_to_that_supplier(two):
+    place(two, "O1", line("L1", "P1", qty=2))
+    [a] = live(two, "O1")
+    assert a.supplier_id == "SUP-A" and two.offer("SUP-A", "OA").available("a1") == 8
+    assert two.reject_allocation("SUP-A", a.allocation_id, "cannot_ship_to", at=T0 + timedelta(minutes=5)) == "rejected"
+    assert two.allocation(a.allocation_id).status == "rejected"
+    assert two.offer("SUP-A", "OA").available("a1") == 10  # RT7: the reservation is released
+    [b] = live(two, "O1")
+    assert b.supplier_id == "SUP-B"
+    verdicts = {v.index: v for v in last_decision(two, "O1").decision.lines[0].candidates}
+    assert verdicts[0].reason == "rejected"  # RT6: why the supplier lost
+    two.report_stock("SUP-A", "OA", "a1", 50, at=T0 + timedelta(minutes=10))
+    two.reject_allocation("SUP-B", b.allocation_id, "other", at=T0 + timedelta(minutes=20))
+    assert live(two, "O1") == []  # never again to SUP-A for this order, however much stock
+    assert order(two, "O1").unroutable == {"L1": "rejected"}
+
+
+def test_rt11_out_of_stock_sets_the_sku_to_zero_until_the_next_report(two):
+    place(two, "O1", line("L1", "P1"))
+    [a] = live(two, "O1")
+    two.reject_allocation("SUP-A", a.allocation_id, "out_of_stock", at=T0 + timedelta(minutes=5))
+    assert two.offer("SUP-A", "OA").stock["a1"] == 0
+    place(two, "O2", line("L1", "P1"), at=T0 + timedelta(minutes=6))
+    assert [x.supplier_id for x in live(two, "O2")] == ["SUP-B"]
+    two.report_stock("SUP-A", "OA", "a1", 7, at=T0 + timedelta(minutes=1))  # older than the rejection
+    assert two.offer("SUP-A", "OA").stock["a1"] == 0
+    two.report_stock("SUP-A", "OA", "a1", 7, at=T0 + timedelta(minutes=30))
+    place(two, "O3", line("L1", "P1"), at=T0 + timedelta(minutes=31))
+    assert [x.supplier_id for x in live(two, "O3")] == ["SUP-A"]
+
+
+def test_rt11_sku_changed_takes_the_sku_off_shelf_and_breaks_the_link_l11(two):
+    place(two, "O1", line("L1", "P1"))
+    [a] = live(two, "O1")
+    two.reject_allocation("SUP-A", a.allocation_id, "sku_changed", at=T0 + timedelta(minutes=5))
+    [broken] = events(two, LinkHealthChanged)
+    assert (broken.status, broken.sku_id, [(m.supplier_sku_id, m.why) for m in broken.missing]) == (
+        "broken", "K1", [("a1", "sku_changed")])
+    place(two, "O2", line("L1", "P1"), at=T0 + timedelta(minutes=6))
+    assert [x.supplier_id for x in live(two, "O2")] == ["SUP-B"]
+    offer(two, "SUP-A", "OA", {"a1": 10}, price=None, at=T0 + timedelta(hours=1))  # the supplier publishes again
+    assert [e.status for e in events(two, LinkHealthChanged)] == ["broken", "healthy"]
+
+
+def test_rt11_refusals_change_nothing(two):
+    place(two, "O1", line("L1", "P1"))
+    [a] = live(two, "O1")
+    before = stored(two)
+    with pytest.raises(DomainError, match="rule RT11: supplier_id"):
+        two.reject_allocation("SUP-B", a.allocation_id, "other", at=T0 + timedelta(minutes=5))
+    with pytest.raises(NotFound, match="allocation_id"):
+        two.reject_allocation("SUP-A", "ANOSUCH", "other", at=T0 + timedelta(minutes=5))
+    with pytest.raises(DomainError, match="rule RT11: reason"):
+        two.reject_allocation("SUP-A", a.allocation_id, "bored", at=T0 + timedelta(minutes=5))
+    with pytest.raises(DomainError, match="rule RT11: rejected_at"):
+        two.reject_allocation("SUP-A", a.allocation_id, "other", at=T0 - timedelta(minutes=5))
+    assert stored(two) == before
+    two.upload_tracking("SUP-A", a.allocation_id, "STO", "STO1234567", at=T0 + timedelta(hours=1))
+    before = stored(two)
+    with pytest.raises(DomainError, match="rule RT11: allocation_id.*already has tracking"):
+        two.reject_allocation("SUP-A", a.allocation_id, "out_of_stock", at=T0 + timedelta(hours=2))
+    assert stored(two) == before
+    assert two.allocation(a.allocation_id).status in ("tracked", "shipped")
+
+
+def test_rt11_a_repeated_rejection_changes_nothing(two):
+    place(two, "O1", line("L1", "P1"))
+    [a] = live(two, "O1")
+    two.reject_allocation("SUP-A", a.allocation_id, "other", at=T0 + timedelta(minutes=5))
+    before = stored(two)
+    assert two.reject_allocation("SUP-A", a.allocation_id, "other", at=T0 + timedelta(minutes=6)) == "duplicate"
+    assert stored(two) == before
+
+
+def test_rt11_after_an_intercept_i1_the_rejection_is_refused_and_tracking_after_it_is_a_loss_risk_i7(two):
+    place(two, "O1", line("L1", "P1"))
+    [a] = live(two, "O1")
+    two.open_aftersale(*SHOP, "O1", "AS1", "refund", at=T0 + timedelta(minutes=5))
+    with pytest.raises(DomainError, match="rule RT11: allocation_id.*intercepted"):
+        two.reject_allocation("SUP-A", a.allocation_id, "other", at=T0 + timedelta(minutes=6))
+    place(two, "O2", line("L1", "P1"), at=T0 + timedelta(minutes=7))
+    [b] = live(two, "O2")
+    two.reject_allocation(b.supplier_id, b.allocation_id, "other", at=T0 + timedelta(minutes=8))
+    assert two.upload_tracking(b.supplier_id, b.allocation_id, "STO", "STO7654321",
+                               at=T0 + timedelta(minutes=9)) == "loss_risk"
+
+
+def test_rt11_the_recorded_decision_re_runs_to_the_same_result_rt6(two):
+    place(two, "O1", line("L1", "P1"))
+    [a] = live(two, "O1")
+    two.reject_allocation("SUP-A", a.allocation_id, "other", at=T0 + timedelta(minutes=5))
+    for routed in two.decisions(*SHOP, "O1"):
+        assert decide(routed.input) == routed.decision
+
+
+# -- RT12 split lines --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def three(memory_app):
+    """Three sources of one shop SKU, cheapest first: A has 1, B has 3, C has 2."""
+    app = memory_app
+    for s, o, k, stock, price in (("SUP-A", "OA", "a1", 1, "10.00"), ("SUP-B", "OB", "b1", 3, "11.00"),
+                                  ("SUP-C", "OC", "c1", 2, "12.00")):
+        supplier(app, s)
+        offer(app, s, o, {k: stock}, price=price)
+    link(app, "P1", sku("K1", alt(comp("SUP-A", "OA", "a1")), alt(comp("SUP-B", "OB", "b1")),
+                        alt(comp("SUP-C", "OC", "c1"))))
+    return app
+
+
+def test_rt12_split_lines_are_off_by_default(three):
+    place(three, "O1", line("L1", "P1", qty=5))
+    assert live(three, "O1") == [] and order(three, "O1").unroutable == {"L1": "out_of_stock"}
+
+
+def test_rt12_a_line_no_single_source_covers_is_split_with_the_fewest_parts(three):
+    three.set_merchant_settings("default", split_lines=True, at=T0 - timedelta(hours=1))
+    place(three, "O1", line("L1", "P1", qty=5))
+    got = sorted((a.supplier_id, [(al.line_id, al.qty) for al in a.lines]) for a in live(three, "O1"))
+    assert got == [("SUP-B", [("L1", 3)]), ("SUP-C", [("L1", 2)])]  # 2 parts, not A+B+C
+    d = last_decision(three, "O1").decision.lines[0]
+    assert [(p.index, p.units) for p in d.parts] == [(1, 3), (2, 2)]
+    assert decide(last_decision(three, "O1").input) == last_decision(three, "O1").decision  # RT6
+    assert order(three, "O1").status == "allocated"
+    for a in live(three, "O1"):
+        three.upload_tracking(a.supplier_id, a.allocation_id, "STO", f"STO{a.supplier_id[-1]}00001",
+                              at=T0 + timedelta(hours=1))
+    assert order(three, "O1").shipped  # T2: every part tracked
+
+
+def test_rt12_all_or_nothing_per_line(three):
+    three.set_merchant_settings("default", split_lines=True, at=T0 - timedelta(hours=1))
+    place(three, "O1", line("L1", "P1", qty=7))
+    assert live(three, "O1") == [] and order(three, "O1").unroutable == {"L1": "out_of_stock"}
+    assert [three.offer(s, o).available(k) for s, o, k in (("SUP-A", "OA", "a1"), ("SUP-B", "OB", "b1"),
+                                                           ("SUP-C", "OC", "c1"))] == [1, 3, 2]
+
+
+def test_rt12_a_bundle_splits_only_in_whole_bundles(memory_app):
+    app = memory_app
+    supplier(app, "SUP-A")
+    supplier(app, "SUP-B")
+    offer(app, "SUP-A", "OA", {"cup": 3, "lid": 10})
+    offer(app, "SUP-B", "OB", {"cup": 4, "lid": 2})
+    link(app, "SET", sku("K1", alt(comp("SUP-A", "OA", "cup", 2), comp("SUP-A", "OA", "lid")),
+                         alt(comp("SUP-B", "OB", "cup", 2), comp("SUP-B", "OB", "lid"))))
+    app.set_merchant_settings("default", split_lines=True, at=T0 - timedelta(hours=1))
+    place(app, "O1", line("L1", "SET", qty=3))  # A makes 1 set (3 cups), B makes 2 (4 cups)
+    got = sorted((a.supplier_id, sorted((al.supplier_sku_id, al.qty) for al in a.lines)) for a in live(app, "O1"))
+    assert got == [("SUP-A", [("cup", 2), ("lid", 1)]), ("SUP-B", [("cup", 4), ("lid", 2)])]
+
+
+def test_rt12_with_rt10_a_split_order_is_not_consolidated_and_s1_counts_every_part(three):
+    three.set_merchant_settings("default", split_lines=True, split_tolerance="1", at=T0 - timedelta(hours=1))
+    three.report_stock("SUP-C", "OC", "c1", 3, at=T0 - timedelta(minutes=30))  # published at the next change
+    assert three.link(*SHOP, "P1").published["K1"] == 7  # S1 with split lines: 1 + 3 + 3
+    place(three, "O1", line("L1", "P1", qty=4), line("L2", "P1", qty=1))
+    # L1: A+B is the first pair in RT2 order that covers 4; L2 then goes to C (A and B are used).
+    # RT10 would put the whole order on one supplier within the 100% tolerance, but a split line stays split.
+    assert sorted(a.supplier_id for a in live(three, "O1")) == ["SUP-A", "SUP-B", "SUP-C"]
+    assert last_decision(three, "O1").decision.consolidated_to is None
+
+
+def test_rt12_a_rejected_part_is_routed_again_alone_rt11(three):
+    three.set_merchant_settings("default", split_lines=True, at=T0 - timedelta(hours=1))
+    three.report_stock("SUP-C", "OC", "c1", 9, at=T0 - timedelta(minutes=1))
+    place(three, "O1", line("L1", "P1", qty=4))  # A 1 + B 3 (C could too, but two parts B+C... fewest first)
+    parts = {a.supplier_id: a for a in live(three, "O1")}
+    rejected = parts[sorted(parts)[0]]
+    three.reject_allocation(rejected.supplier_id, rejected.allocation_id, "other", at=T0 + timedelta(minutes=5))
+    assert rejected.supplier_id not in {a.supplier_id for a in live(three, "O1")}
+
+
+# -- RT13 daily capacity -----------------------------------------------------------------------
+
+
+def test_rt13_capacity_reached_goes_to_the_next_source_then_waits_for_the_next_day(two):
+    supplier(two, "SUP-A", daily_capacity=3)
+    supplier(two, "SUP-B", daily_capacity=2)
+    place(two, "O1", line("L1", "P1", qty=2))
+    place(two, "O2", line("L1", "P1", qty=2), at=T0 + timedelta(minutes=1))
+    place(two, "O3", line("L1", "P1", qty=1), at=T0 + timedelta(minutes=2))
+    assert [a.supplier_id for o in ("O1", "O2", "O3") for a in live(two, o)] == ["SUP-A", "SUP-B", "SUP-A"]
+    verdicts = {v.index: v.reason for v in last_decision(two, "O2").decision.lines[0].candidates}
+    assert verdicts[0] == "capacity_reached"
+    place(two, "O4", line("L1", "P1", qty=1), at=T0 + timedelta(minutes=3))
+    assert live(two, "O4") == [] and order(two, "O4").unroutable == {"L1": "capacity_reached"}
+    two.pass_time(T0 + timedelta(hours=10))  # still the same China-time day (19:00)
+    assert live(two, "O4") == []
+    assert two.pass_time(T0 + timedelta(hours=15)) == 2  # midnight passed, for SUP-A and for SUP-B
+    [a] = live(two, "O4")
+    assert a.supplier_id == "SUP-A" and a.allocated_at.astimezone(T0.tzinfo).hour == 0
+
+
+def test_rt13_a_router_down_across_days_catches_up_and_replays_the_same(two):
+    supplier(two, "SUP-A", daily_capacity=1)
+    supplier(two, "SUP-B", daily_capacity=1)
+    place(two, "O1", line("L1", "P1"))
+    place(two, "O2", line("L1", "P1"), at=T0 + timedelta(minutes=1))
+    place(two, "O3", line("L1", "P1"), at=T0 + timedelta(minutes=2))
+    assert live(two, "O3") == []
+    two.pass_time(T0 + timedelta(days=3))  # the first tick after three days down
+    assert [a.supplier_id for a in live(two, "O3")] == ["SUP-A"]
+    for o in ("O1", "O2", "O3"):
+        for routed in two.decisions(*SHOP, o):
+            assert decide(routed.input) == routed.decision
+
+
+def test_rt13_daily_capacity_must_be_a_whole_number_of_units(two):
+    before = stored(two)
+    with pytest.raises(DomainError, match="rule RT13: daily_capacity"):
+        supplier(two, "SUP-A", daily_capacity=0)
+    assert stored(two) == before
+
+
+# -- L11 link health ---------------------------------------------------------------------------
+
+
+def test_l11_an_offer_update_dropping_a_sku_breaks_the_link_once_and_a_link_change_mends_it(two):
+    offer(two, "SUP-A", "OA", {"a2": 10}, price=None, at=T0)
+    offer(two, "SUP-A", "OA", {"a2": 9}, price=None, at=T0 + timedelta(minutes=1))  # still broken: once
+    [broken] = events(two, LinkHealthChanged)
+    assert (broken.product_id, broken.sku_id, broken.status) == ("P1", "K1", "broken")
+    assert [(m.supplier_id, m.offer_id, m.supplier_sku_id, m.why) for m in broken.missing] == [
+        ("SUP-A", "OA", "a1", "sku_dropped")]
+    link(two, "P1", sku("K1", alt(comp("SUP-A", "OA", "a2")), alt(comp("SUP-B", "OB", "b1"))), at=T0 + timedelta(hours=1))
+    assert [e.status for e in events(two, LinkHealthChanged)] == ["broken", "healthy"]
+    assert two.link(*SHOP, "P1").health == {}
+
+
+def test_l11_a_delisted_offer_breaks_and_an_offer_update_mends(two):
+    offer(two, "SUP-B", "OB", {"b1": 10}, on_shelf=False, price=None, at=T0)
+    assert [(e.status, e.missing[0].why) for e in events(two, LinkHealthChanged)] == [("broken", "delisted")]
+    offer(two, "SUP-B", "OB", {"b1": 10}, price=None, at=T0 + timedelta(hours=1))
+    assert [e.status for e in events(two, LinkHealthChanged)] == ["broken", "healthy"]
+
+
+def test_l11_an_expired_micro_supply_offer_breaks_when_the_clock_passes_it_m2(two):
+    expires = T0 + timedelta(days=2)
+    offer(two, "SUP-B", "OB", {"b1": 10}, price=None, at=T0, expires_at=expires)
+    two.pass_time(expires - timedelta(minutes=1))
+    assert events(two, LinkHealthChanged) == []
+    two.pass_time(expires + timedelta(hours=1))
+    [broken] = events(two, LinkHealthChanged)
+    assert broken.missing[0].why == "expired" and broken.at == expires
+    two.renew_offer("SUP-B", "OB", at=expires + timedelta(hours=2))
+    assert [e.status for e in events(two, LinkHealthChanged)] == ["broken", "healthy"]
