@@ -224,6 +224,14 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "tracking_no": "73512345678901",
         "answered_at": "2024-05-01T18:05:00+08:00",
     },
+    "reflow.in.allocation.rejected": {
+        "supplier_id": "yiwu-case-01",
+        "allocation_id": "al-6921345678901234567-yiwu-case-01-1",
+        "reason": "out_of_stock",
+        "note": "the red one sold out this morning",
+        "rejected_at": "2024-05-01T10:20:00+08:00",
+    },
+    "reflow.in.clock.tick": {"at": "2024-05-02T00:00:05+08:00"},
     "reflow.in.allocation.cancel": {
         "platform": "douyin",
         "shop_id": "dy-880123",
@@ -261,5 +269,6 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "hold_amount_over": "2000.00",
         "hold_remark_words": ["加急", "退款"],
         "hold_out_of_stock": True,
+        "split_lines": False,
     },
 }

@@ -136,7 +136,8 @@ _COMMANDS: dict[type, Callable[[Any, datetime], c.Command]] = {
     m.SupplierUpserted: lambda x, now: c.UpsertSupplier(
         at=now, supplier_id=x.supplier_id, name=x.name, active=x.active, ship_within_hours=x.ship_within_hours,
         fulfilment_score=_whole(x.fulfilment_score), level=x.level, service_stars=_dec(x.service_stars),
-        logistics_score=_dec(x.logistics_score), experience_score=_dec(x.experience_score)),
+        logistics_score=_dec(x.logistics_score), experience_score=_dec(x.experience_score),
+        daily_capacity=x.daily_capacity),
     m.SupplierOffer: lambda x, now: c.PublishOffer(
         at=now, supplier_id=x.supplier_id, offer_id=x.offer_id, title=x.title, on_shelf=x.on_shelf,
         skus=tuple(_offer_sku(s) for s in x.skus),
@@ -155,7 +156,7 @@ _COMMANDS: dict[type, Callable[[Any, datetime], c.Command]] = {
         at=now, merchant_id=x.merchant_id, source_pool=x.source_pool, split_tolerance=x.split_tolerance,
         hold_amount_over=x.hold_amount_over,
         hold_remark_words=tuple(x.hold_remark_words) if x.hold_remark_words is not None else None,
-        hold_out_of_stock=x.hold_out_of_stock),
+        hold_out_of_stock=x.hold_out_of_stock, split_lines=x.split_lines),
     m.TrackingUploaded: lambda x, now: c.UploadTracking(at=x.uploaded_at, supplier_id=x.supplier_id,
                                                        allocation_id=x.allocation_id, carrier=x.carrier,
                                                        tracking_no=x.tracking_no),
@@ -163,6 +164,10 @@ _COMMANDS: dict[type, Callable[[Any, datetime], c.Command]] = {
                                                          allocation_id=x.allocation_id, outcome=x.outcome,
                                                          carrier=x.carrier, tracking_no=x.tracking_no),
     m.AllocationCancel: _cancel,
+    m.AllocationRejected: lambda x, now: c.RejectAllocation(at=x.rejected_at, supplier_id=x.supplier_id,
+                                                           allocation_id=x.allocation_id, reason=x.reason,
+                                                           note=x.note),
+    m.ClockTick: lambda x, now: c.PassTime(at=x.at),
 }
 """Every inbound subject's wire type and the engine command it becomes."""
 

@@ -39,6 +39,9 @@ Additions to the contract (all new subjects or new optional fields; document in 
   ``channel_price``, ``lowest_price_30d``, ``market_price`` (money strings).
 * ``supplier.upserted``: ``level`` is the 1688 L-level as an integer (2 for L2);
   ``service_stars``, ``logistics_score``, ``experience_score`` are JSON numbers 0-5.
+* ``reflow.in.clock.tick`` {at}: the clock reaches ``at`` and the deadlines due by then pass
+  (RT13 a new China-time day, M2/L11 an offer's expiry). serve ticks by itself; a producer that
+  drives its own timeline (the demo, a test) may tick too.
 
 The wire checks shape only: types, ranges, required fields, and which command a message is
 (``allocation.cancel`` needs ``allocation_id`` or all of ``platform, shop_id, order_id``). Every
@@ -75,6 +78,8 @@ from adapters.wire.orders import (
     AftersaleClosed,
     AftersaleOpened,
     AllocationCancel,
+    AllocationRejected,
+    ClockTick,
     InterceptAnswered,
     OrderAddressChanged,
     OrderCancelled,
@@ -97,7 +102,9 @@ __all__ = [
     "AftersaleClosed",
     "AftersaleOpened",
     "AllocationCancel",
+    "AllocationRejected",
     "Buyer",
+    "ClockTick",
     "CodeRegistered",
     "InterceptAnswered",
     "LinkAlternative",
@@ -153,6 +160,8 @@ SUBJECTS: dict[str, type[Struct]] = {
     "reflow.in.tracking.uploaded": TrackingUploaded,
     "reflow.in.intercept.answered": InterceptAnswered,
     "reflow.in.allocation.cancel": AllocationCancel,
+    "reflow.in.allocation.rejected": AllocationRejected,
+    "reflow.in.clock.tick": ClockTick,
     "reflow.in.stock.rule": StockRule,
     "reflow.in.prelink.pull": PrelinkPull,
     "reflow.in.shop.registered": ShopRegistered,

@@ -27,7 +27,7 @@ from nats.js.errors import NotFoundError
 from engine.allocations import Allocated, AllocationCancelled, InterceptRequested
 from engine.app import Reflow
 from engine.base import Event, topics_of
-from engine.linking import StockPublished
+from engine.linking import LinkHealthChanged, StockPublished
 from engine.order_events import OrderShipped
 from engine.privacy import Recipient
 
@@ -35,7 +35,8 @@ log = logging.getLogger("reflow.outbound")
 
 STREAM = "REFLOW_OUT"
 MSG_ID_PREFIX = "reflow-out-"
-TOPICS = tuple(t for c in (Allocated, InterceptRequested, AllocationCancelled, OrderShipped, StockPublished)
+TOPICS = tuple(t for c in (Allocated, InterceptRequested, AllocationCancelled, OrderShipped, StockPublished,
+                           LinkHealthChanged)
                for t in topics_of(c))
 """Every topic these events are stored under (also the ones they had before they moved)."""
 
@@ -91,6 +92,22 @@ class StockOut(msgspec.Struct, frozen=True):
     product_id: str
     sku_id: str | None
     stock: int
+
+
+class MissingOut(msgspec.Struct, frozen=True):
+    supplier_id: str
+    offer_id: str
+    supplier_sku_id: str
+    why: str
+
+
+class LinkHealthOut(msgspec.Struct, frozen=True):
+    """reflow.out.shop.<platform>.<shop_id>.link_health (L11); ``sku_id`` null = the product itself."""
+
+    product_id: str
+    sku_id: str | None
+    status: str
+    missing: list[MissingOut]
 
 
 _encode = msgspec.json.Encoder(decimal_format="string").encode
@@ -153,6 +170,12 @@ class Mapper:
                 body = StockOut(product_id=event.product_id, sku_id=event.sku_id or None,
                                 stock=event.stock)
                 subject = f"reflow.out.shop.{event.platform}.{event.shop_id}.stock"
+            case LinkHealthChanged():
+                body = LinkHealthOut(product_id=event.product_id, sku_id=event.sku_id or None, status=event.status,
+                                     missing=[MissingOut(supplier_id=x.supplier_id, offer_id=x.offer_id,
+                                                         supplier_sku_id=x.supplier_sku_id, why=x.why)
+                                              for x in event.missing])
+                subject = f"reflow.out.shop.{event.platform}.{event.shop_id}.link_health"
             case _:
                 return None
         return Outgoing(position=position, subject=subject, body=_encode(body))

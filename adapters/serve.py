@@ -8,7 +8,8 @@ One batch at a time, in stream order:
    event loop stays free meanwhile and tells the server the batch is in progress;
 3. publish the dead letters of the batch, all at once, and wait for the server to store them;
 4. acknowledge every message whose effect is stored (applied, or dead-lettered);
-5. wake the outbound publisher and the projection runner, which run beside the next batch.
+5. wake the outbound publisher and the projection runner, which run beside the next batch;
+6. every 10 s, let time pass (``PassTime``, engine/clock.py) so due deadlines pass as events.
 
 A message that fails for a reason that is not its own (the store is down) stops the batch: it
 and the rest are handed back (nak) in order and reflow waits a little before fetching again.
@@ -41,6 +42,7 @@ from adapters.messages import one_line
 from adapters.outbound import Publisher
 from adapters.projecting import ProjectionRunFailed, Projections, ProjectionsFailed
 from engine.app import Reflow
+from engine.commands import PassTime
 
 log = logging.getLogger("reflow.serve")
 
@@ -146,10 +148,14 @@ def received_at(msg: Msg) -> datetime:
 class Server:
     """The serve loop over one app and one NATS connection."""
 
+    TICK_SECONDS = 10.0
+
     def __init__(self, app: Reflow, nc: NATS, *, batch: int = 256, ack_wait: float = 10.0,
                  settings: Settings | None = None) -> None:
         self.app, self.nc, self.js = app, nc, nc.jetstream()
         self.batch, self.ack_wait = batch, ack_wait
+        self.last_tick = 0.0
+        self.ticks = 0
         self.engine = ThreadPoolExecutor(1, thread_name_prefix="reflow-engine")
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="reflow-outbound")
         self.publisher = Publisher.in_executor(app, self.js, self.reader)
@@ -194,6 +200,7 @@ class Server:
                 try:
                     msgs = await sub.fetch(self.batch, timeout=1.0)
                 except (TimeoutError, nats.errors.TimeoutError):
+                    await self._tick(None)
                     continue
                 except Exception as exc:  # noqa: BLE001 - NATS away: keep trying
                     log.warning("fetch failed (%s); retrying", one_line(str(exc) or type(exc).__name__))
@@ -201,12 +208,32 @@ class Server:
                     continue
                 ok = await self._process(msgs)
                 backoff = 0.0 if ok else min(max(backoff * 2, 0.5), 10.0)
+                if ok:
+                    await self._tick(received_at(msgs[-1]) if len(msgs) == self.batch else None)
                 self.wake.set()
         finally:
             self.stop.set()
             self.wake.set()
             await asyncio.gather(*background, return_exceptions=True)
             await self._drain()
+
+    async def _tick(self, behind: datetime | None) -> None:
+        """Let time pass, at most every ``TICK_SECONDS``: to the broker time of the last message applied
+        while a backlog remains (``behind``), so deadlines pass in order with the messages, else to now."""
+        if time.monotonic() - self.last_tick < self.TICK_SECONDS:
+            return
+        self.last_tick = time.monotonic()
+        at = behind or datetime.now(UTC)
+        try:
+            passed = await asyncio.get_running_loop().run_in_executor(self.engine, self.app.execute, PassTime(at=at))
+        except Exception as exc:  # noqa: BLE001 - the store is away: the next tick tries again
+            log.warning("clock tick failed (%s); will retry", one_line(str(exc) or type(exc).__name__))
+            self.last_tick = 0.0
+            return
+        if passed:
+            self.ticks += passed
+            log.info("clock: %d deadline(s) passed by %s", passed, at.isoformat(timespec="seconds"))
+            self.wake.set()
 
     async def _after_crash(self) -> None:
         """A previous run died with a batch unacknowledged: wait until the server hands it back

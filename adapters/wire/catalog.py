@@ -95,6 +95,8 @@ class SupplierUpserted(_In, kw_only=True):
     service_stars: Score5 | None = None
     logistics_score: Score5 | None = None
     experience_score: Score5 | None = None
+    daily_capacity: Annotated[int, Meta(ge=1, le=100_000_000)] | None = None
+    """Rule RT13: units per China-time day; absent or null: no limit."""
 
 
 class SupplierOffer(_In, kw_only=True):
@@ -159,7 +161,7 @@ class ShopRegistered(_In, kw_only=True):
 
 
 class MerchantSettings(_In, kw_only=True):
-    """reflow.in.merchant.settings (addition): RT8, RT10 and I6 settings of one merchant."""
+    """reflow.in.merchant.settings (addition): RT8, RT10, RT12 and I6 settings of one merchant."""
 
     _decimals = ("split_tolerance", "hold_amount_over")
 
@@ -172,3 +174,5 @@ class MerchantSettings(_In, kw_only=True):
         | None
     ) = None
     hold_out_of_stock: bool | None = None
+    split_lines: bool | None = None
+    """Rule RT12: split a line no single alternative covers (off by default)."""

@@ -113,6 +113,22 @@ class TrackingUploaded(_In, kw_only=True):
     uploaded_at: Time
 
 
+class AllocationRejected(_In, kw_only=True):
+    """reflow.in.allocation.rejected (RT11): the supplier cannot fill an allocation, before tracking."""
+
+    supplier_id: SubjectToken
+    allocation_id: Id
+    reason: Literal["out_of_stock", "sku_changed", "cannot_ship_to", "price_changed", "other"]
+    note: Text | None = None
+    rejected_at: Time
+
+
+class ClockTick(_In, kw_only=True):
+    """reflow.in.clock.tick (addition): the clock reaches ``at``; the deadlines due by then pass."""
+
+    at: Time
+
+
 class InterceptAnswered(_In, kw_only=True):
     """reflow.in.intercept.answered (I8); too_late comes with carrier and tracking_no."""
 
