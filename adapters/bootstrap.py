@@ -101,14 +101,13 @@ def open_app(settings: Settings) -> Reflow:
     (``adapters.storekey``: where the key is found, the fingerprint the store keeps). Refusals are
     one line (``StoreError``), having changed nothing. The key goes in as ``REFLOW_CIPHER_KEY``,
     never as ``CIPHER_KEY``: the latter would make eventsourcing encrypt every stored event whole."""
-    from adapters.storekey import StoreError, encrypted_whole, find_key, fingerprint, label, mismatch, probe, record
+    from adapters.storekey import encrypted_whole, find_key, fingerprint, label, mismatch, probe, record
 
     where = label(settings.store, settings.data_dir)
     env = store_env(settings.store, settings.data_dir, create=False)
     state = probe(env, where, settings.store)
     if not state.exists and not settings.create_store:
-        raise StoreError(f"{where}: no reflow store there ({state.why}; only `reflow serve` and `reflow demo` "
-                         "create one)")
+        raise _no_store(where, state)
     new = not state.has_events and state.fingerprint is None
     key, source = find_key(env, settings.data_dir, where, create=settings.create_store and new)
     fp = fingerprint(key)
@@ -129,3 +128,39 @@ def open_app(settings: Settings) -> Reflow:
             app.close()
             raise
     return app
+
+
+def check_store(settings: Settings, *, required: bool = True) -> None:
+    """For a command that reads or writes elsewhere (``reflow show`` reads the DuckDB file, ``reflow
+    publish`` writes to NATS): refuse, as :func:`open_app` does, a cipher key that is not the store's,
+    naming where the key came from. It only reads (the key table, the first event): nothing is created.
+    ``required``: the store and its key must be there too (``show``); else a store or a key that is
+    not there (or out of reach) passes (``publish`` needs neither; serve has them)."""
+    from adapters.storekey import StoreError, find_key, fingerprint, label, mismatch, probe
+
+    where = label(settings.store, settings.data_dir)
+    env = store_env(settings.store, settings.data_dir, create=False)
+    try:
+        state = probe(env, where, settings.store)
+    except StoreError:  # not a store, PostgreSQL out of reach: nothing to check the key against
+        if required:
+            raise
+        return
+    if not state.exists:
+        if required:
+            raise _no_store(where, state)
+        return
+    try:
+        key, source = find_key(env, settings.data_dir, where, create=False)
+    except StoreError:  # no key at all (a malformed REFLOW_CIPHER_KEY is refused: a ValueError)
+        if required:
+            raise
+        return
+    if state.fingerprint is not None and state.fingerprint != fingerprint(key):
+        raise mismatch(source, where)
+
+
+def _no_store(where: str, state) -> Exception:
+    from adapters.storekey import StoreError
+
+    return StoreError(f"{where}: no reflow store there ({state.why}; only `reflow serve` and `reflow demo` create one)")

@@ -1,9 +1,10 @@
 """The ``reflow`` command line: thin over the composition root (``adapters.bootstrap``).
 
 Global options (CONTRACT sections 5 and 6) come before the command, ``reflow --store URL serve``,
-or after it, ``reflow serve --store URL`` (``adapters.cli_options``; after wins); before it, each
-also reads its ``REFLOW_*`` environment variable. A failure exits non-zero with one line on
-stderr, ``reflow: <reason>``, never a traceback.
+after it, ``reflow serve --store URL``, or between a group and its command, ``reflow link --store
+URL show ...`` (``adapters.cli_options``; the last wins); before it, each also reads its
+``REFLOW_*`` environment variable. A failure, a usage mistake included, exits non-zero with one
+line on stderr, ``reflow: <reason>``, never a traceback or a usage box.
 
 The commands live by area in ``cli_run`` (serve, schema, demo), ``cli_projections`` (statement,
 rebuild) and ``cli_replay`` (prelink, whatif, audit, verify); this module holds the app, the global
@@ -83,7 +84,7 @@ def main() -> None:
         fail("aborted")
     except Exception as exc:  # noqa: BLE001 - usage errors (typer's own click), the projection's, the unexpected
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
-            message = exc.format_message()
+            message = exc.format_message().replace(": Value error, ", ": ")  # typer's pydantic says "Value error"
             if not message:  # e.g. no command given: the help was printed already
                 raise SystemExit(exc.exit_code) from None
             fail(message, code=exc.exit_code)

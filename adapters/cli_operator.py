@@ -211,6 +211,9 @@ def publish(
         decode(full, data)
     except BadMessage as bad:
         raise ValueError(f"{bad.reason}; nothing published") from None
+    from adapters.bootstrap import check_store
+
+    check_store(ctx.obj, required=False)  # needs no store, but never goes ahead with another store's key
     try:
         [sent] = send(ctx.obj.nats_url, [(full, data)], wait=wait)
     except NotApplied as late:

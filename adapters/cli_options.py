@@ -2,11 +2,12 @@
 and 6): ``reflow audit ... --store URL`` is ``reflow --store URL audit ...``.
 
 ``ReflowGroup`` (the app's click group class, ``adapters.cli``) adds ``--store``, ``--duckdb``,
-``--nats`` and ``--data-dir`` to every command it holds, sub-groups' commands included, unless a
-command has an option of that name already (``demo --data-dir``), so each command's ``--help``
-lists them and a command added later gets them too. Given after the command, one of them replaces
-that field of the command's settings (``ctx.obj``, built by the app's callback from the options
-before the command): the one after the command wins. These read no environment variable (the
+``--nats`` and ``--data-dir`` to every command it holds, sub-groups and their commands included,
+unless a command has an option of that name already (``demo --data-dir``), so each command's
+``--help`` lists them and a command added later gets them too. Given after the command (or between
+a group and its command: ``reflow link --store URL set``), one of them replaces that field of the
+command's settings (``ctx.obj``, built by the app's callback from the options before the command):
+the one given last wins (after the command, then between, then before). These read no environment variable (the
 options before the command do), so ``REFLOW_STORE`` never beats a ``--store`` typed before it.
 """
 
@@ -62,11 +63,11 @@ def _options() -> list[Any]:
 
 
 def add_where_options(group: Any) -> None:
-    """Give every command of ``group`` (and of its sub-groups) the four options."""
+    """Give every command of ``group``, its sub-groups and their commands the four options: a
+    sub-group's (``reflow link --store URL set``) go to its commands' settings, which theirs replace."""
     for command in group.commands.values():
         if isinstance(command, TyperGroup):
             add_where_options(command)
-            continue
         taken = {opt for p in command.params for opt in getattr(p, "opts", ())}
         command.params.extend(p for p in _options() if not taken & set(p.opts))
 

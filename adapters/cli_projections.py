@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import typer
@@ -20,16 +22,18 @@ def statement(
     statement_id: str | None = typer.Option(None, "--id", help="An issued statement, to print or export again."),
     fmt: Format = typer.Option(Format.table, "--format", help="table (fits the terminal), csv (every row and "
                                "column, as --out FILE.csv) or json (the summary and the rows)."),
+    allow_empty: bool = typer.Option(False, "--allow-empty", help="Issue it even with no tracked allocation in "
+                                     "the period (refused otherwise: nothing issued)."),
 ) -> None:
     """Issue a supplier statement (rules RC1-RC5) and print it; with --id, print or export one
     issued before (nothing is issued)."""
-    from datetime import date, timedelta
+    from datetime import date
 
     from adapters.bootstrap import open_app
     from engine.servicelevel import LOCAL
-    from engine.statements import issued
+    from engine.statements import StatementRefused, issued
     from projections.export import COLUMNS, check_out, export_statement, rows, summary
-    from projections.statements import issue_statement
+    from projections.statements import EmptyStatement, issue_statement
 
     settings: Settings = ctx.obj
     if out is not None:
@@ -47,7 +51,11 @@ def statement(
         if statement_id is not None:
             st = issued(application, statement_id)
         else:
-            st = issue_statement(application, settings.duckdb_path, supplier, first, last)
+            st = issue_statement(application, settings.duckdb_path, supplier, first, last, allow_empty=allow_empty)
+    except EmptyStatement as empty:
+        raise ValueError(f"{empty} (--allow-empty issues it anyway)") from None
+    except StatementRefused as refused:  # RC4's times to the second, in China time, as elsewhere
+        raise ValueError(_to_the_second(str(refused), refused.next_allowed)) from None
     finally:
         application.close()
     if fmt is Format.csv:
@@ -75,6 +83,23 @@ def statement(
     if out is not None:
         export_statement(st, out)
         console(stderr=fmt is not Format.table).print(f"written {out}")
+
+
+def _to_the_second(message: str, next_allowed: datetime | None) -> str:
+    """The times in a refusal to the second, China time: the next allowed one rounded up (at the
+    time printed it is allowed), the others down."""
+    from engine.servicelevel import LOCAL
+
+    def shown(match: re.Match) -> str:
+        at = datetime.fromisoformat(match.group(0))
+        if next_allowed is not None and at == next_allowed and at.microsecond:
+            at += timedelta(seconds=1)
+        return f"{at.astimezone(LOCAL):%Y-%m-%d %H:%M:%S} China time"
+
+    return _ISO.sub(shown, message)
+
+
+_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)")
 
 
 def rebuild(ctx: typer.Context) -> None:

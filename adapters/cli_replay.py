@@ -268,4 +268,5 @@ def verify(
                  + f"{result.seconds:.1f} s, {rate:,.0f} events/s")
     stdout.print(f"log head: notification {result.up_to}{', anchored' if result.anchored else ''}; keep it "
                  "elsewhere to check the log later:")
-    typer.echo(shell_command(["reflow", "verify", "--expect-head", f"{result.up_to}:{result.head}"], stdout.width))
+    typer.echo(shell_command(["reflow", "verify", "--expect-head", f"{result.up_to}:{result.head}",
+                              *ctx.obj.as_options()], stdout.width))  # the options in effect: it runs from anywhere

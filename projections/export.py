@@ -116,6 +116,8 @@ def _xlsx(statement: Statement, path: Path) -> None:
             if k == "period_to":
                 v = v.replace("(China time)", "(China time, exclusive)")
         ws.append([k, float(v) if k == "total" else v])
+        if k == "total":
+            ws.cell(ws.max_row, 2).number_format = MONEY_FORMAT
     sheets = {"line": ("lines", LINE), "post_shipment_aftersale": ("post_shipment_aftersales", APART),
               "loss_risk": ("loss_risks", APART)}
     for section, (title, cols) in sheets.items():
@@ -124,7 +126,22 @@ def _xlsx(statement: Statement, path: Path) -> None:
         for r in rows(statement):
             if r["section"] == section:
                 sheet.append([_cell(r[c]) for c in cols])
+                for n, c in enumerate(cols, 1):
+                    if c in MONEY and r[c] is not None:
+                        sheet.cell(sheet.max_row, n).number_format = _money_format(r[c])
     wb.save(path)
+
+
+MONEY = ("unit_price", "amount")
+MONEY_FORMAT = "0.00"
+
+
+def _money_format(value: object) -> str:
+    """2 decimals, as the CLI prints money; up to 4 for a price that really has more (as `money` keeps it)."""
+    from decimal import Decimal
+
+    exponent = value.as_tuple().exponent if isinstance(value, Decimal) else -2
+    return MONEY_FORMAT if not isinstance(exponent, int) or exponent >= -2 else MONEY_FORMAT + "##"
 
 
 def _cell(value: object) -> object:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import statements as book
+from engine.errors import InvalidCommand
 from engine.statements import Statement
 
 UTC = UTC
@@ -38,15 +39,44 @@ class _Lines:
             return compute(self.runner.connection, supplier_id, start, end)
 
 
+class EmptyStatement(InvalidCommand):
+    """The supplier has no tracked allocation line in the period: nothing was issued (no RC4 slot used)."""
+
+
+class _NotEmpty(_Lines):
+    """`_Lines` that refuses a period without lines, before the statement is issued."""
+
+    def lines(self, supplier_id: str, start: datetime, end: datetime) -> tuple[list[dict], list[dict]]:
+        rows, apart = super().lines(supplier_id, start, end)
+        if not rows:
+            raise EmptyStatement(f"no tracked allocations for supplier {supplier_id} in {_period(start, end)}"
+                                 + (f" ({len(apart)} items listed apart)" if apart else "") + "; nothing issued")
+        return rows, apart
+
+
 def issue_statement(app: Any, runner_or_db: Any, supplier_id: str, date_from: date | datetime,
-                    date_to: date | datetime, *, at: datetime | None = None) -> Statement:
+                    date_to: date | datetime, *, at: datetime | None = None, allow_empty: bool = True) -> Statement:
     """Issue a statement (RC1-RC5) and store it as an event. `runner_or_db` is a running
-    `ProjectionRunner` (e.g. `reflow serve`'s) or the analysts' DuckDB path."""
+    `ProjectionRunner` (e.g. `reflow serve`'s) or the analysts' DuckDB path. Unless `allow_empty`,
+    a period without lines raises `EmptyStatement` and issues nothing."""
     book.period(date_from, date_to)  # a bad period is refused before any work
     with _opened(app, runner_or_db) as runner:
-        statement = book.issue_statement(app, _Lines(runner), supplier_id, date_from, date_to, at=at)
+        lines = _Lines(runner) if allow_empty else _NotEmpty(runner)
+        statement = book.issue_statement(app, lines, supplier_id, date_from, date_to, at=at)
         runner.catch_up()
     return statement
+
+
+def _period(start: datetime, end: datetime) -> str:
+    """`[start, end)` as the CLI speaks of it: China-time days when it is whole days, else times."""
+    from datetime import timedelta
+
+    from engine.servicelevel import LOCAL
+
+    first, last = start.astimezone(LOCAL), end.astimezone(LOCAL)
+    if first.time() == last.time() == datetime.min.time():
+        return f"{first.date()} .. {(last - timedelta(days=1)).date()} (China time)"
+    return f"{first:%Y-%m-%d %H:%M:%S} .. {last:%Y-%m-%d %H:%M:%S} (China time, the end excluded)"
 
 
 def compute(con: Any, supplier_id: str, start: datetime, end: datetime) -> tuple[list[dict], list[dict]]:

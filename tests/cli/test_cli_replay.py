@@ -60,7 +60,8 @@ def test_L10_A1_A2_prelink_dry_run_then_pull_then_audit_whatif_and_verify(tmp_pa
     assert ok.returncode == 0, ok.stderr
     assert "history intact" in ok.stdout and "anchored" in ok.stdout
     fits(ok.stdout)
-    head = re.search(r"--expect-head \\?\s*(\d+:[0-9a-f]{64})$", ok.stdout.rstrip()).group(1)
+    head = re.search(r"--expect-head \\?\s*(\d+:[0-9a-f]{64})", ok.stdout).group(1)
+    assert "--data-dir" in ok.stdout.split("--expect-head", 1)[1]  # the options in effect, to copy
     assert reflow(tmp_path, "verify", "--no-anchor", "--expect-head", head).returncode == 0
 
     db = sqlite3.connect(tmp_path / "events.db")

@@ -72,13 +72,13 @@ def test_show_at_80_columns_keeps_every_id_whole(tmp_path):
 
 
 def test_show_refusals_lead_with_duckdb(tmp_path):
+    _world(tmp_path)  # the store (and its key) is checked first, as for every command
     not_duckdb = tmp_path / "report.csv"
     not_duckdb.write_text("order,amount\n")
     for path, why in ((tmp_path / "none.duckdb", "does not exist yet"), (not_duckdb, "is not a DuckDB file")):
         done = reflow(tmp_path, "--duckdb", str(path), "show", "held")
         assert done.returncode == 1 and done.stdout == ""
         assert done.stderr.startswith(f"reflow: --duckdb {path}: {why}") and done.stderr.count("\n") == 1, done.stderr
-    _world(tmp_path)
     assert reflow(tmp_path, "rebuild").returncode == 0
     done = reflow(tmp_path, "show", "overdue")
     assert done.returncode == 1
