@@ -2,12 +2,12 @@
 from the analysts' DuckDB file (read-only, the published snapshot: a few seconds behind serve), and
 ``reflow link show``'s rendering (registered in ``adapters.cli``).
 
-``overdue`` and ``link-health`` read the ``overdue_allocations`` and ``link_health`` views of
-CONTRACT section 6, which come with issues 16 and 15: until the file has them, the command says so
-in one line and exits 1; so does a ``--duckdb`` path that is not there or not a DuckDB file, the line
+``overdue`` reads the ``overdue_allocations`` view of CONTRACT section 6, which comes with issue 16:
+until the file has it, the command says so in one line and exits 1; so does a ``--duckdb`` path that is not there or not a DuckDB file, the line
 leading with ``--duckdb <path>:``. Tables keep to 80 columns (the terminal's width, 80 when not a
 terminal) with ids stacked in their cells, never cut or split; ``--format csv|json`` gives every
-column, times in China time with their offset.
+column, times in China time with their offset, money with 2 decimals. Like every command, it refuses
+a store that is not there or a cipher key that is not the store's (read-only, before the file).
 """
 
 from __future__ import annotations
@@ -76,6 +76,14 @@ def _why_held(r: dict[str, Any]) -> str:
     return "; ".join(w for w in why if w)
 
 
+def _missing(text: str | None) -> str:
+    """Rule L11: the view's JSON list of missing supplier SKUs, one per line, with why."""
+    import json
+
+    return "\n".join(f"{m['supplier_id']} / {m['offer_id']} / {m['supplier_sku_id']}: {m['why']}"
+                     for m in json.loads(text or "[]"))
+
+
 def _day_time(value: Any) -> str:
     return _short(value).replace(" ", "\n")
 
@@ -99,10 +107,9 @@ VIEWS: dict[str, tuple[str, str, str, list[Column], str]] = {
         (ALLOCATION, lambda r: f"{r['allocation_id']}\n{r['supplier_id']}"), ("order", _order),
         ("ship by", lambda r: _short(r["ship_by"])), ("hours", lambda r: r["hours_overdue"])],
         "overdue allocation"),
-    "link-health": ("link_health", "issue 15 (rule L11)", _LINK_HEALTH, [
+    "link-health": ("link_health", "", _LINK_HEALTH, [
         ("product, SKU", lambda r: f"{r['platform']}/{r['shop_id']}\n{r['product_id']}\nSKU {r['sku_id'] or '-'}"),
-        ("status", lambda r: r["status"]), ("since", lambda r: _short(r["since"])),
-        ("missing", lambda r: r["missing"])], "link not healthy"),
+        ("since", lambda r: _day_time(r["since"])), ("missing", lambda r: _missing(r["missing"]))], "broken link"),
     "loss-risks": ("loss_risks", "", _LOSS_RISKS, [
         (ALLOCATION, lambda r: f"{r['allocation_id']}\n{r['supplier_id']}"), ("order", _order),
         ("parcel", lambda r: f"{r['carrier']}\n{r['tracking_no']}"),
@@ -112,13 +119,16 @@ VIEWS: dict[str, tuple[str, str, str, list[Column], str]] = {
 
 def _command(name: str) -> Callable[..., None]:
     def command(ctx: typer.Context, fmt: Format = FORMAT) -> None:
+        from adapters.bootstrap import check_store
+
+        check_store(ctx.obj)  # the store there, the key its own, as for every command (read-only)
         show(ctx.obj.duckdb_path, name, fmt)
 
     command.__doc__ = {
         "held": "Orders held by a hold rule (I6), under platform review (RT4), or with lines withheld (I5).",
         "unroutable": "Order lines no supplier can take now (RT3), with the reason.",
         "overdue": "Allocations past their ship-by time (T4; the view comes with issue 16).",
-        "link-health": "Links whose SKUs cannot be fulfilled (L11; the view comes with issue 15).",
+        "link-health": "Shop SKUs whose link uses a supplier SKU that cannot serve it (L11), and why.",
         "loss-risks": "Tracking uploaded for a stopped allocation: the parcel may be out (I7).",
     }[name]
     return command
@@ -145,7 +155,7 @@ def show(path: Any, name: str, fmt: Format) -> None:
                                  f"--duckdb {path}: has no {view} view: not a reflow analysts' file")
             cur = con.execute(query)
             names = [d[0] for d in cur.description]
-            rows = [dict(zip(names, (_local(v) for v in row))) for row in cur.fetchall()]
+            rows = [{n: _value(n, v) for n, v in zip(names, row)} for row in cur.fetchall()]
             as_of = con.execute("SELECT max(updated_at) FROM facts.position").fetchone()[0]
     except duckdb.Error as e:
         raise ValueError(f"--duckdb {path}: cannot be read as reflow's analysts' file "
@@ -206,6 +216,9 @@ def render_link(app: Any, link: Any, waiting: int, options: list[str] | None = N
                        f"({routable} of {len(entry.alternatives)} alternatives)")
     stdout.print(sources)
     stdout.print("health now: " + "; ".join(summary))
+    broken = [f"{sku or '(product)'}: " + ", ".join(f"{m.supplier_id}/{m.offer_id}/{m.supplier_sku_id} {m.why}"
+                                                    for m in missing) for sku, missing in sorted(link.health.items())]
+    stdout.print("link health (L11): " + ("; ".join(f"broken {b}" for b in broken) if broken else "healthy"))
     for sku, rule in sorted(link.rules.items()):
         stdout.print(f"stock rule {sku or '(product)'}: ratio {rule.ratio}, min {rule.min_stock}; "
                      f"published {link.published.get(sku, '-')}")
@@ -213,7 +226,6 @@ def render_link(app: Any, link: Any, waiting: int, options: list[str] | None = N
     if waiting:
         typer.echo(shell_command(["reflow", "prelink", "--platform", link.platform, "--shop", link.shop_id,
                                   "--product", link.product_id, *(options or [])], stdout.width))
-    stdout.print("(link health proper, with reminders to the shop, comes with issue 15, rule L11)")
 
 
 def _health(uow: Any, merchant: str, comp: Any, facts: Any, now: datetime) -> str:
@@ -231,6 +243,8 @@ def _health(uow: Any, merchant: str, comp: Any, facts: Any, now: datetime) -> st
         return "unknown offer"
     if comp.supplier_sku_id not in offer.skus:
         return "SKU not in offer"
+    if comp.supplier_sku_id in offer.withdrawn:
+        return "SKU changed (RT11)"
     if not offer.on_shelf:
         return "off shelf"
     if offer.expired(now):
@@ -241,7 +255,21 @@ def _health(uow: Any, merchant: str, comp: Any, facts: Any, now: datetime) -> st
         return "not in source pool"
     if facts.available < comp.qty:
         return "out of stock"
+    if facts.capacity_left is not None and facts.capacity_left < comp.qty:
+        return "at capacity today"
     return "ok" if facts.unit_cost is not None else "no price"
+
+
+MONEY = frozenset({"amount", "cost", "total", "unit_price", "credit"})
+
+
+def _value(name: str, value: Any) -> Any:
+    """A view's cell as printed: money with 2 decimals (as in the table), times in China time."""
+    from decimal import Decimal
+
+    if name in MONEY and isinstance(value, Decimal):
+        return value.quantize(Decimal("0.01"))
+    return _local(value)
 
 
 def _local(value: Any) -> Any:

@@ -11,11 +11,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pyarrow as pa
 
 from engine.allocations import (
     Allocated,
     AllocationCancelled,
+    AllocationRejected,
     AllocationShipped,
     InterceptAnswered,
     InterceptRequested,
@@ -23,6 +25,7 @@ from engine.allocations import (
     TrackingUploaded,
 )
 from engine.catalog import MerchantTierSet, SupplierUpserted
+from engine.linking import LinkHealthChanged
 from engine.merchants import PriceSet
 from engine.order_events import (
     AftersaleClosed,
@@ -154,6 +157,14 @@ def _alloc_event(kind: str, status: Callable[[Any], str | None]) -> Callable:
     return handle
 
 
+_missing_json = msgspec.json.Encoder().encode
+
+
+def _link_health(r: Rows, pos: int, e: LinkHealthChanged) -> None:
+    r["link_health"].append((e.platform, e.shop_id, e.product_id, e.sku_id, e.status,
+                             _missing_json(list(e.missing)).decode(), ts(e.at), pos))
+
+
 def _supplier(r: Rows, pos: int, e: SupplierUpserted) -> None:
     r["suppliers"].append((str(e.originator_id), e.supplier_id, e.name, e.active, e.ship_within_hours, pos))
 
@@ -203,6 +214,8 @@ HANDLERS: dict[type, Callable[[Rows, int, Any], None]] = {
     TrackingUploaded: _alloc_event("tracked", lambda e: "tracked"),
     LossRiskRecorded: _alloc_event("loss_risk", lambda e: None),
     AllocationShipped: _alloc_event("shipped", lambda e: "shipped"),
+    AllocationRejected: _alloc_event("rejected", lambda e: "rejected"),
+    LinkHealthChanged: _link_health,
     SupplierUpserted: _supplier,
     PriceSet: _price,
     MerchantTierSet: _tier,

@@ -58,6 +58,8 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     "allocation_events": [("alloc_uuid", "uuid"), ("pos", "big"), ("kind", "str"), ("status", "str"), ("event_at", "ts"),
                           ("reason", "str"), ("carrier", "str"), ("tracking_no", "str"), ("late", "bool"),
                           ("outcome", "str")],
+    "link_health": [("platform", "str"), ("shop_id", "str"), ("product_id", "str"), ("sku_id", "str"),
+                    ("status", "str"), ("missing", "str"), ("event_at", "ts"), ("pos", "big")],
     "suppliers": [("supplier_uuid", "uuid"), ("supplier_id", "str"), ("name", "str"), ("active", "bool"),
                   ("ship_within_hours", "int"), ("pos", "big")],
     "prices": [("supplier_id", "str"), ("supplier_sku_id", "str"), ("tier", "str"), ("price", "money"),
@@ -111,7 +113,8 @@ SELECT {keys},
   CAST(coalesce(sum(loss_risks), 0) AS BIGINT) AS loss_risks,
   round(median(epoch(tracked_at - allocated_at) / 3600.0) FILTER (WHERE late IS NOT NULL), 2)
     AS median_hours_to_tracking,
-  count(*) FILTER (WHERE stopped_as = 'cancelled') AS cancelled
+  count(*) FILTER (WHERE stopped_as = 'cancelled') AS cancelled,
+  count(*) FILTER (WHERE stopped_as = 'rejected') AS rejected
 FROM allocations GROUP BY {keys}
 """
 
@@ -186,7 +189,7 @@ VIEWS = [
     SELECT alloc_uuid,
       arg_max(status, pos) FILTER (WHERE status IS NOT NULL) AS status,
       arg_max({'kind': kind, 'at': event_at, 'reason': reason}, pos)
-        FILTER (WHERE kind IN ('intercepted', 'cancelled')) AS stop,
+        FILTER (WHERE kind IN ('intercepted', 'cancelled', 'rejected')) AS stop,
       arg_max({'carrier': carrier, 'tracking_no': tracking_no, 'at': event_at, 'late': late}, pos)
         FILTER (WHERE kind = 'tracked' OR (kind = 'answered' AND outcome = 'too_late')) AS tracking,
       count(*) FILTER (WHERE kind = 'loss_risk') AS loss_risks,
@@ -306,6 +309,12 @@ VIEWS = [
     FROM facts.statements""",
     """CREATE OR REPLACE VIEW statement_lines AS SELECT * FROM facts.statement_lines""",
     """CREATE OR REPLACE VIEW statement_apart AS SELECT * FROM facts.statement_apart""",
+    # Rule L11: each shop SKU's latest link health; `missing` is a JSON list of the supplier SKUs
+    # that cannot serve it ({supplier_id, offer_id, supplier_sku_id, why}), `sku_id` NULL = the product.
+    """CREATE OR REPLACE VIEW link_health AS
+    SELECT platform, shop_id, product_id, nullif(sku_id, '') AS sku_id,
+      arg_max(status, pos) AS status, arg_max(event_at, pos) AS since, arg_max(missing, pos) AS missing
+    FROM facts.link_health GROUP BY platform, shop_id, product_id, sku_id""",
     # position and events first: the reliability harness compares those two with a rebuild.
     """CREATE OR REPLACE VIEW projection_status AS
     SELECT p.pos AS position, p.events, p.updated_at, r.pid AS runner_pid, r.owner AS runner,
