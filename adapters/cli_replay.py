@@ -105,6 +105,14 @@ def _pulled_table(report, stdout) -> None:
     stdout.print(grid)
 
 
+def _capacity(text: str) -> tuple[str, int | None]:
+    """`SUPPLIER=N` (units per China-time day) or `SUPPLIER=none` (no limit), for what-if (RT13)."""
+    supplier, sep, units = text.partition("=")
+    if not sep or not supplier or not (units == "none" or (units.isdigit() and int(units) >= 1)):
+        raise ValueError(f"--capacity: {text!r} is not SUPPLIER=N (N >= 1) or SUPPLIER=none")
+    return supplier, None if units == "none" else int(units)
+
+
 def whatif(
     ctx: typer.Context,
     platform: str = typer.Option(..., "--platform", help="Shop platform."),
@@ -116,6 +124,9 @@ def whatif(
         None, "--link", metavar="FILE.json", help="A new link for --product: a reflow.in.link.set body."),
     split_tolerance: str | None = typer.Option(None, "--split-tolerance", help="Fewer-splits tolerance (RT10)."),
     without: list[str] = typer.Option([], "--without-supplier", help="Take a supplier out (repeatable)."),
+    split_lines: str | None = typer.Option(None, "--split-lines", metavar="on|off", help="Split lines (RT12)."),
+    capacity: list[str] = typer.Option([], "--capacity", metavar="SUPPLIER=N|none",
+                                       help="A supplier's daily capacity (RT13; repeatable)."),
     show_all: bool = typer.Option(False, "--all", help="List unchanged decisions too."),
     out: Path | None = typer.Option(None, "--out", help="Also write every row to FILE.csv or .parquet."),
     fmt: Format = typer.Option(Format.table, "--format", help="table (fits the terminal; the summary after it), "
@@ -145,9 +156,13 @@ def whatif(
         if product is None:
             raise ValueError("--link: needs --product (the product the new link is for)")
         skus = _link_skus(link_file)
-    if tolerance is None and not without and skus is None:
-        raise ValueError("--link/--split-tolerance/--without-supplier: say what to change")
-    change = Change(split_tolerance=tolerance, without=frozenset(without), product_id=product, link=skus)
+    if split_lines not in (None, "on", "off"):
+        raise ValueError(f"--split-lines: must be on or off, got {split_lines!r}")
+    capacities = tuple(_capacity(x) for x in capacity)
+    if tolerance is None and not without and skus is None and split_lines is None and not capacities:
+        raise ValueError("--link/--split-tolerance/--without-supplier/--split-lines/--capacity: say what to change")
+    change = Change(split_tolerance=tolerance, without=frozenset(without), product_id=product, link=skus,
+                    split_lines=None if split_lines is None else split_lines == "on", capacity=capacities)
     application = open_app(ctx.obj)
     try:
         with progress_bar("replaying decisions") as bar:

@@ -2,12 +2,13 @@
 from the analysts' DuckDB file (read-only, the published snapshot: a few seconds behind serve), and
 ``reflow link show``'s rendering (registered in ``adapters.cli``).
 
-``overdue`` reads the ``overdue_allocations`` view of CONTRACT section 6, which comes with issue 16:
-until the file has it, the command says so in one line and exits 1; so does a ``--duckdb`` path that is not there or not a DuckDB file, the line
-leading with ``--duckdb <path>:``. Tables keep to 80 columns (the terminal's width, 80 when not a
-terminal) with ids stacked in their cells, never cut or split; ``--format csv|json`` gives every
-column, times in China time with their offset, money with 2 decimals. Like every command, it refuses
-a store that is not there or a cipher key that is not the store's (read-only, before the file).
+``overdue`` reads the ``overdue_allocations`` view of CONTRACT section 6, which comes with issue
+16: until the file has it, the command says so in one line and exits 1; so does a ``--duckdb``
+path that is not there or not a DuckDB file, the line leading with ``--duckdb <path>:``. Tables
+keep to 80 columns (the terminal's width, 80 when not a terminal) with ids stacked in their cells,
+never cut or split; ``--format csv|json`` gives every column, times in China time with their
+offset, money with 2 decimals. Like every command, it refuses a store that is not there or a
+cipher key that is not the store's (read-only, before the file).
 """
 
 from __future__ import annotations

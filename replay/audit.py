@@ -18,6 +18,7 @@ from engine.allocations import (
     Allocated,
     Allocation,
     AllocationCancelled,
+    AllocationRejected,
     AllocationShipped,
     InterceptAnswered,
     InterceptRequested,
@@ -133,6 +134,7 @@ def audit(app: Any, platform: str, shop_id: str, order_id: str, as_of: datetime 
 _CAUSAL = {
     OrderReferenced: 0, OrderPlaced: 0, OrderHeld: 1, ReviewChanged: 1, AftersaleOpened: 1, AftersaleClosed: 1,
     AddressChanged: 1, OrderReleased: 1, InterceptRequested: 2, AllocationCancelled: 2, InterceptAnswered: 2,
+    AllocationRejected: 2,
     AllocationEnded: 3, OrderRouted: 4, Allocated: 5, TrackingUploaded: 6, LossRiskRecorded: 6,
     ShippedDespiteIntercept: 7, OrderShipped: 8, OrderShippedElsewhere: 8, AllocationShipped: 9,
 }
@@ -165,7 +167,9 @@ def explain(event: OrderRouted) -> DecisionExplained:
 def _explain_line(facts: LineFacts, decided: LineDecision) -> LineExplained:
     verdicts = {v.index: v for v in decided.candidates}
     rows = [_candidate(c, verdicts.get(c.index), decided.chosen) for c in facts.candidates]
-    if decided.chosen is not None:
+    if decided.parts:
+        outcome = "split (RT12): " + " + ".join(f"alternative {p.index} x{p.units}" for p in decided.parts)
+    elif decided.chosen is not None:
         outcome = f"alternative {decided.chosen}"
     else:
         outcome = f"unroutable: {decided.unroutable}"
@@ -179,11 +183,15 @@ def _candidate(c: CandidateFacts, v: Verdict | None, chosen: int | None) -> Cand
         flags = [] if comp.supplier_active else ["supplier inactive"]
         flags += [] if comp.on_shelf else ["off shelf"]
         flags += [] if comp.in_pool else ["not in pool"]
+        flags += ["rejected this order (RT11)"] if comp.rejected else []
+        flags += [] if comp.capacity_left is None else [f"capacity left today {comp.capacity_left} (RT13)"]
         cost = "unpriced" if comp.unit_cost is None else f"{comp.unit_cost}"
         parts.append(f"{comp.supplier_id}/{comp.offer_id}/{comp.supplier_sku_id} x{comp.need} "
                      f"@{cost} avail {comp.available}" + (f" ({', '.join(flags)})" if flags else ""))
     if v is None:
         verdict = "?"
+    elif v.units is not None:
+        verdict = f"part: {v.units} unit{'s' if v.units > 1 else ''} (RT12)"
     elif c.index == chosen:
         verdict = "chosen"
     elif not v.eligible:
@@ -209,7 +217,8 @@ def describe(e: Event) -> str:
         case OrderReferenced():
             return "a fact about the order arrived before the order"
         case OrderRouted():
-            chosen = [f"{d.line_id}→alt {d.chosen}" if d.chosen is not None else f"{d.line_id}→{d.unroutable}"
+            chosen = [f"{d.line_id}→alt " + "+".join(f"{p.index}x{p.units}" for p in d.parts) if d.parts
+                      else f"{d.line_id}→alt {d.chosen}" if d.chosen is not None else f"{d.line_id}→{d.unroutable}"
                       for d in e.decision.lines]
             return f"routed ({e.trigger}): {', '.join(chosen)}" + (
                 f"; allocations {', '.join(r.allocation_id for r in e.allocations)}" if e.allocations else "")
@@ -244,6 +253,8 @@ def describe(e: Event) -> str:
             return f"intercept sent to the supplier: {e.reason}"
         case AllocationCancelled():
             return f"cancelled, supplier told to stop: {e.reason}"
+        case AllocationRejected():
+            return f"rejected by the supplier (RT11): {e.reason}" + (f"; {e.note}" if e.note else "")
         case InterceptAnswered():
             return f"supplier answered the intercept: {e.outcome}" + (f" ({e.carrier} {e.tracking_no})" if e.tracking_no else "")
         case TrackingUploaded():

@@ -6,6 +6,9 @@ Each recorded `OrderRouted` holds its whole input (RT6), so a what-if is the pur
 that input, changed:
 
 - `split_tolerance`: the merchant's fewer-splits tolerance (RT10);
+- `split_lines`: split lines on or off (RT12);
+- `capacity`: a supplier's daily capacity set, changed or lifted (RT13); what the what-if itself
+  allocates to that supplier counts against it on its China-time day;
 - `without`: suppliers taken out, as if inactive (RT1);
 - `link`: a new link for one product. A line of that product gets the new link's alternatives.
   A component the recorded input already had keeps its recorded facts (stock, price, score,
@@ -34,7 +37,8 @@ from engine import ids, routing
 from engine.base import decode_event, topics_of
 from engine.linking import Link
 from engine.order_events import OrderPlaced, OrderReferenced, OrderRouted
-from engine.policy import Decision, LineFacts, RoutingInput, cost_of, decide
+from engine.policy import Decision, LineFacts, RoutingInput, cost_of, decide, picked
+from engine.servicelevel import china_day
 from engine.uow import UnitOfWork
 from engine.values import LineIn, SkuLink
 
@@ -47,11 +51,18 @@ class Change:
     without: frozenset[str] = frozenset()
     product_id: str | None = None
     link: tuple[SkuLink, ...] | None = None
+    split_lines: bool | None = None
+    """Rule RT12 turned on or off."""
+    capacity: tuple[tuple[str, int | None], ...] = ()
+    """Rule RT13: (supplier, units per China-time day, None = no limit) in place of the recorded one."""
 
     def describe(self) -> str:
         parts = []
         if self.split_tolerance is not None:
             parts.append(f"split tolerance {self.split_tolerance}")
+        if self.split_lines is not None:
+            parts.append(f"split lines {'on' if self.split_lines else 'off'}")
+        parts += [f"capacity {s} {'unlimited' if n is None else n}" for s, n in self.capacity]
         if self.without:
             parts.append(f"without {', '.join(sorted(self.without))}")
         if self.link is not None:
@@ -131,7 +142,7 @@ def replay(app: Any, platform: str, shop_id: str, start: datetime, end: datetime
     """What-if over the decisions made from `start` to `end` (inclusive) for one shop (and product)."""
     report = Report(change)
     orders: dict[UUID, _Order] = {}
-    used: dict[tuple[str, str, str], int] = defaultdict(int)  # units moved to a source by the what-if
+    used: dict[Any, int] = defaultdict(int)  # units moved to a source by the what-if; (supplier, day): units
     facts_now = app.unit_of_work()  # read only: what-if stores nothing
     latest: dict[UUID, tuple[_Order, OrderRouted]] = {}
     end_id = app.recorder.max_notification_id() or 0
@@ -169,11 +180,15 @@ def replay(app: Any, platform: str, shop_id: str, start: datetime, end: datetime
 def _replay_one(order: _Order, event: OrderRouted, change: Change, used: dict, facts_now: UnitOfWork) -> Row:
     changed = _change_input(order, event.input, change, facts_now)
     changed = _with_stock_moved(changed, used)
+    changed = _with_capacity(changed, change, used)
     again = decide(changed)
     before = _take(event.input, event.decision)
     after = _take(changed, again)
     for key in set(before) | set(after):
         used[key] += after.get(key, 0) - before.get(key, 0)
+    day = china_day(changed.at)
+    for key, units in after.items():
+        used[(key[0], day)] += units  # RT13: what the what-if allocates counts on its day
     rec_cost, rec_text = _summary(event.input, event.decision)
     new_cost, new_text = _summary(changed, again)
     was = {d.line_id for d in event.decision.lines if d.chosen is not None}
@@ -197,7 +212,27 @@ def _change_input(order: _Order, inp: RoutingInput, change: Change, facts_now: U
                 for c in lf.candidates))
         lines.append(lf)
     tolerance = inp.split_tolerance if change.split_tolerance is None else change.split_tolerance
-    return msgspec.structs.replace(inp, lines=tuple(lines), split_tolerance=tolerance)
+    split = inp.split_lines if change.split_lines is None else change.split_lines
+    return msgspec.structs.replace(inp, lines=tuple(lines), split_tolerance=tolerance, split_lines=split)
+
+
+def _with_capacity(inp: RoutingInput, change: Change, used: dict) -> RoutingInput:
+    """Rule RT13 with a changed capacity: what is left of it on the decision's day, after what the
+    what-if allocated to that supplier earlier that day."""
+    if not change.capacity:
+        return inp
+    limits, day = dict(change.capacity), china_day(inp.at)
+
+    def left(x):
+        if x.supplier_id not in limits:
+            return x
+        limit = limits[x.supplier_id]
+        return msgspec.structs.replace(x, capacity_left=None if limit is None else limit - used[(x.supplier_id, day)])
+
+    return msgspec.structs.replace(inp, lines=tuple(
+        msgspec.structs.replace(lf, candidates=tuple(
+            msgspec.structs.replace(c, components=tuple(left(x) for x in c.components)) for c in lf.candidates))
+        for lf in inp.lines))
 
 
 def _relinked(order: _Order, line: LineIn, lf: LineFacts, skus: tuple[SkuLink, ...], at: datetime,
@@ -236,11 +271,11 @@ def _with_stock_moved(inp: RoutingInput, used: dict) -> RoutingInput:
 
 
 def _chosen(inp: RoutingInput, decision: Decision):
+    """Per line: what serves it (one candidate, or the parts of a split line, RT12), or None."""
     for lf, d in zip(inp.lines, decision.lines):
-        if d.chosen is not None:
-            yield lf, d, next(c for c in lf.candidates if c.index == d.chosen)
-        else:
-            yield lf, d, None
+        served = picked(lf, d)
+        yield lf, d, (msgspec.structs.replace(served[0], components=tuple(x for c in served for x in c.components))
+                      if served else None)
 
 
 def _take(inp: RoutingInput, decision: Decision) -> dict[tuple[str, str, str], int]:

@@ -269,3 +269,26 @@ def test_L10_prelink_at_80_columns_keeps_ids_whole_and_prints_csv_and_json(tmp_p
     app = open_app(Settings(data_dir=tmp_path))  # the dry run showed the allocations the pull made
     assert sorted(a.allocation_id for o in orders for a in app.allocations_of(*SHOP, o)) == sorted(allocation_ids)
     app.close()
+
+
+def test_A1_rt12_rt13_whatif_split_lines_and_capacity_options(tmp_path):
+    app = open_app(Settings(data_dir=tmp_path))
+    try:
+        supplier(app, "S1")
+        supplier(app, "S2")
+        offer(app, "S1", "O1", {"a": 2}, price="5.00")
+        offer(app, "S2", "O2", {"b": 2}, price="9.00")
+        link(app, "P1", sku("K1", alt(comp("S1", "O1", "a")), alt(comp("S2", "O2", "b"))))
+        place(app, "BIG", line("L1", "P1", qty=3))
+    finally:
+        app.close()
+    args = ["whatif", *SHOP_ARGS, "--from", "2000-01-01", "--to", "2099-12-31"]
+    split = reflow(tmp_path, *args, "--split-lines", "on", "--format", "json")
+    assert split.returncode == 0, split.stderr
+    assert json.loads(split.stdout)[0]["what_if"] == "L1: S1/O1/ax2+S2/O2/bx1"
+    capped = reflow(tmp_path, *args, "--split-lines", "on", "--capacity", "S1=1")
+    assert capped.returncode == 0 and "capacity S1 1" in capped.stdout, capped.stderr
+    for bad, option in ((["--split-lines", "maybe"], "--split-lines"), (["--capacity", "S1"], "--capacity"),
+                        (["--capacity", "S1=0"], "--capacity")):
+        refused = reflow(tmp_path, *args, *bad)
+        assert refused.returncode != 0 and refused.stderr.count("\n") == 1 and option in refused.stderr, refused.stderr

@@ -88,3 +88,23 @@ def test_P1_audit_shows_the_consumer_masked_only(story):
 def test_audit_of_an_unknown_order_names_the_field(story):
     with pytest.raises(NotFound, match="--order"):
         audit(story, *SHOP, "NOPE")
+
+
+def test_rt11_rt12_rt13_audit_explains_a_rejection_a_split_line_and_capacity(memory_app):
+    app = memory_app
+    supplier(app, "S1")
+    supplier(app, "S2", daily_capacity=10)
+    supplier(app, "S3")
+    offer(app, "S1", "O1", {"a": 2}, price="5.00")
+    offer(app, "S2", "O2", {"b": 2}, price="6.00")
+    offer(app, "S3", "O3", {"c": 1}, price="7.00")
+    link(app, "P1", sku("K1", alt(comp("S1", "O1", "a")), alt(comp("S2", "O2", "b")), alt(comp("S3", "O3", "c"))))
+    app.set_merchant_settings("default", split_lines=True, at=T0 - H)
+    place(app, "X1", line("L1", "P1", qty=3))
+    s1 = next(a for a in allocations(app, "X1") if a.supplier_id == "S1")
+    app.reject_allocation("S1", s1.allocation_id, "price_changed", note="new price list", at=T0 + M)
+    shown = text(audit(app, *SHOP, "X1"))
+    assert "split (RT12): alternative 0 x2 + alternative 1 x1" in shown
+    assert "part: 2 units (RT12)" in shown and "capacity left today 10 (RT13)" in shown
+    assert "rejected by the supplier (RT11): price_changed; new price list" in shown
+    assert "rejected this order (RT11)" in shown and "ineligible: rejected" in shown

@@ -93,3 +93,23 @@ def test_A1_report_exports_to_csv_and_parquet(world, tmp_path):
 
     with pytest.raises(InvalidCommand, match="--out"):
         export_rows(rows, columns, tmp_path / "w.xlsx")
+
+
+def test_A1_rt12_rt13_whatif_with_split_lines_on_and_a_capacity_set(memory_app):
+    app = memory_app
+    supplier(app, "S1")
+    supplier(app, "S2")
+    offer(app, "S1", "O1", {"a": 2}, price="5.00")
+    offer(app, "S2", "O2", {"b": 2}, price="9.00")
+    link(app, "P1", sku("K1", alt(comp("S1", "O1", "a")), alt(comp("S2", "O2", "b"))))
+    place(app, "BIG", line("L1", "P1", qty=3), at=T0)  # recorded: out of stock (2 and 2, no split)
+    for n in range(2):
+        place(app, f"W{n}", line("L1", "P1"), at=T0 + (n + 1) * H)  # recorded: both S1
+    split = replay(app, *SHOP, START, END, Change(split_lines=True))
+    [big] = [r for r in split.rows if r.order_id == "BIG"]
+    assert big.recorded == "L1: out_of_stock" and big.what_if == "L1: S1/O1/ax2+S2/O2/bx1"
+    assert [r.what_if for r in split.rows if r.order_id != "BIG"] == ["L1: S2/O2/bx1", "L1: out_of_stock"]
+    capped = replay(app, *SHOP, START, END, Change(capacity=(("S1", 1),)))
+    assert [(r.order_id, r.what_if) for r in capped.rows] == [
+        ("BIG", "L1: out_of_stock"), ("W0", "L1: S1/O1/ax1"), ("W1", "L1: S2/O2/bx1")]
+    assert capped.change.describe() == "capacity S1 1"
