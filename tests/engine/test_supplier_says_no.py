@@ -13,6 +13,7 @@ from engine.errors import DomainError, NotFound
 from engine.linking import LinkHealthChanged
 from engine.policy import decide
 from tests.world import (
+    OTHER_BUYER,
     SHOP,
     T0,
     allocations,
@@ -305,3 +306,53 @@ def test_l11_an_expired_micro_supply_offer_breaks_when_the_clock_passes_it_m2(tw
     assert broken.missing[0].why == "expired" and broken.at == expires
     two.renew_offer("SUP-B", "OB", at=expires + timedelta(hours=2))
     assert [e.status for e in events(two, LinkHealthChanged)] == ["broken", "healthy"]
+
+
+# -- beside pull pre-link (L10), an address change (I4), and verify (A2, RT6) ------------------
+
+
+def test_rt12_rt13_l10_a_pull_splits_lines_and_stops_at_a_suppliers_capacity(memory_app):
+    app = memory_app
+    supplier(app, "SUP-A", daily_capacity=2)
+    supplier(app, "SUP-B")
+    offer(app, "SUP-A", "OA", {"a1": 10})
+    offer(app, "SUP-B", "OB", {"b1": 1}, price="12.00")
+    app.set_merchant_settings("default", split_lines=True, at=T0 - timedelta(days=2))
+    place(app, "E1", line("L1", "P1", qty=3), at=T0 - timedelta(days=1))  # before the link: waits (L10)
+    place(app, "E2", line("L1", "P1", qty=1), at=T0 - timedelta(days=1))
+    link(app, "P1", sku("K1", alt(comp("SUP-A", "OA", "a1")), alt(comp("SUP-B", "OB", "b1"))), at=T0)
+    app.pull_prelink(*SHOP, "P1", at=T0 + timedelta(minutes=1))
+    got = sorted((a.supplier_id, al.qty) for a in live(app, "E1") for al in a.lines)
+    assert got == [("SUP-A", 2), ("SUP-B", 1)]  # RT12 within SUP-A's capacity of 2 (RT13)
+    assert live(app, "E2") == [] and order(app, "E2").unroutable == {"L1": "capacity_reached"}
+    app.pass_time(T0 + timedelta(days=1))
+    assert [a.supplier_id for a in live(app, "E2")] == ["SUP-A"]
+
+
+def test_rt12_i4_an_address_change_stops_every_part_and_the_line_is_split_again(three):
+    three.set_merchant_settings("default", split_lines=True, at=T0 - timedelta(hours=1))
+    place(three, "O1", line("L1", "P1", qty=5))
+    first = {a.allocation_id for a in live(three, "O1")}
+    three.change_address(*SHOP, "O1", OTHER_BUYER, at=T0 + timedelta(minutes=5))
+    again = live(three, "O1")
+    assert {a.allocation_id for a in again}.isdisjoint(first) and len(again) == 2
+    assert sorted((a.supplier_id, a.lines[0].qty) for a in again) == [("SUP-B", 3), ("SUP-C", 2)]
+    assert all(three.allocation(x).status == "intercepted" for x in first)
+
+
+def test_rt11_rt12_rt13_l11_verify_re_runs_every_decision_and_the_chain_holds(two):
+    from replay.verify import verify
+
+    supplier(two, "SUP-A", daily_capacity=1)
+    two.report_stock("SUP-B", "OB", "b1", 2, at=T0 - timedelta(hours=1))
+    two.set_merchant_settings("default", split_lines=True, at=T0 - timedelta(hours=1))
+    place(two, "O1", line("L1", "P1", qty=3))  # A can take 1 today, B the other 2: split
+    place(two, "O2", line("L1", "P1"), at=T0 + timedelta(minutes=1))  # waits: A at capacity, B has none
+    assert order(two, "O2").unroutable == {"L1": "capacity_reached"}
+    [b] = [a for a in live(two, "O1") if a.supplier_id == "SUP-B"]
+    two.reject_allocation("SUP-B", b.allocation_id, "sku_changed", at=T0 + timedelta(minutes=2))
+    two.pass_time(T0 + timedelta(days=1))
+    assert [a.supplier_id for a in live(two, "O2")] == ["SUP-A"]
+    result = verify(two, anchor=False)
+    assert result.ok, result.problem
+    assert any(d.decision.lines[0].parts for d in two.decisions(*SHOP, "O1"))
