@@ -2,9 +2,9 @@
 from the analysts' DuckDB file (read-only, the published snapshot: a few seconds behind serve), and
 ``reflow link show``'s rendering (registered in ``adapters.cli``).
 
-``overdue`` reads the ``overdue_allocations`` view of CONTRACT section 6, which comes with issue
-16: until the file has it, the command says so in one line and exits 1; so does a ``--duckdb``
-path that is not there or not a DuckDB file, the line leading with ``--duckdb <path>:``. Tables
+A file an older reflow wrote, without the views of CONTRACT section 6, is refused in one line
+(exit 1) saying how to update it; so is a ``--duckdb`` path that is not there or not a DuckDB
+file, the line leading with ``--duckdb <path>:``. Tables
 keep to 80 columns (the terminal's width, 80 when not a terminal) with ids stacked in their cells,
 never cut or split; ``--format csv|json`` gives every column, times in China time with their
 offset, money with 2 decimals. Like every command, it refuses a store that is not there or a
@@ -89,7 +89,8 @@ def _day_time(value: Any) -> str:
     return _short(value).replace(" ", "\n")
 
 
-# name -> (view it needs, issue bringing it, query, table columns: (header, cell), what one row is).
+# name -> (view it needs, issue that brought it ("": the first release's), query, table columns:
+# (header, cell), what one row is).
 # A table keeps to 80 columns with realistic ids (19-digit order, line, product and SKU ids,
 # 17-character allocation ids, `pinduoduo/<shop>`): ids are stacked two or three to a cell rather
 # than side by side, and their columns (IDS) never wrap, so no id is ever cut or split.
@@ -104,11 +105,11 @@ VIEWS: dict[str, tuple[str, str, str, list[Column], str]] = {
         ("order, line", lambda r: f"{_order(r)}\nline {r['line_id']}"),
         ("product / SKU", lambda r: f"{r['product_id']}\n{r['sku_id'] or '-'}"), ("qty", lambda r: r["qty"]),
         ("why", lambda r: r["unroutable_reason"])], "unroutable line"),
-    "overdue": ("overdue_allocations", "issue 16 (rule T4)", _OVERDUE, [
+    "overdue": ("overdue_allocations", "issue 16", _OVERDUE, [
         (ALLOCATION, lambda r: f"{r['allocation_id']}\n{r['supplier_id']}"), ("order", _order),
         ("ship by", lambda r: _short(r["ship_by"])), ("hours", lambda r: r["hours_overdue"])],
         "overdue allocation"),
-    "link-health": ("link_health", "", _LINK_HEALTH, [
+    "link-health": ("link_health", "issue 15", _LINK_HEALTH, [
         ("product, SKU", lambda r: f"{r['platform']}/{r['shop_id']}\n{r['product_id']}\nSKU {r['sku_id'] or '-'}"),
         ("since", lambda r: _day_time(r["since"])), ("missing", lambda r: _missing(r["missing"]))], "broken link"),
     "loss-risks": ("loss_risks", "", _LOSS_RISKS, [
@@ -128,7 +129,7 @@ def _command(name: str) -> Callable[..., None]:
     command.__doc__ = {
         "held": "Orders held by a hold rule (I6), under platform review (RT4), or with lines withheld (I5).",
         "unroutable": "Order lines no supplier can take now (RT3), with the reason.",
-        "overdue": "Allocations past their ship-by time (T4; the view comes with issue 16).",
+        "overdue": "Allocations still untracked at their ship-by time, or re-routed for it (T4).",
         "link-health": "Shop SKUs whose link uses a supplier SKU that cannot serve it (L11), and why.",
         "loss-risks": "Tracking uploaded for a stopped allocation: the parcel may be out (I7).",
     }[name]
@@ -152,7 +153,8 @@ def show(path: Any, name: str, fmt: Format) -> None:
             known = con.execute("SELECT count(*) FROM duckdb_views() WHERE schema_name = 'main' AND view_name = ?",
                                 [view]).fetchone()[0]
             if not known:
-                raise ValueError(f"--duckdb {path}: has no {view} view yet; it comes with {issue}" if issue else
+                raise ValueError(f"--duckdb {path}: has no {view} view: an older reflow wrote it (restart reflow "
+                                 "serve, or run reflow rebuild, with this version)" if issue else
                                  f"--duckdb {path}: has no {view} view: not a reflow analysts' file")
             cur = con.execute(query)
             names = [d[0] for d in cur.description]

@@ -21,6 +21,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from uuid import UUID
 
+import msgspec
+
 from adapters import messages as m
 from adapters.messages import BadMessage, decode, one_line
 from engine import commands as c
@@ -156,7 +158,8 @@ _COMMANDS: dict[type, Callable[[Any, datetime], c.Command]] = {
         at=now, merchant_id=x.merchant_id, source_pool=x.source_pool, split_tolerance=x.split_tolerance,
         hold_amount_over=x.hold_amount_over,
         hold_remark_words=tuple(x.hold_remark_words) if x.hold_remark_words is not None else None,
-        hold_out_of_stock=x.hold_out_of_stock, split_lines=x.split_lines),
+        hold_out_of_stock=x.hold_out_of_stock, split_lines=x.split_lines,
+        reroute_overdue_hours=None if x.reroute_overdue_hours is msgspec.UNSET else x.reroute_overdue_hours or 0),
     m.TrackingUploaded: lambda x, now: c.UploadTracking(at=x.uploaded_at, supplier_id=x.supplier_id,
                                                        allocation_id=x.allocation_id, carrier=x.carrier,
                                                        tracking_no=x.tracking_no),

@@ -24,7 +24,7 @@ import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from engine.allocations import Allocated, AllocationCancelled, InterceptRequested
+from engine.allocations import Allocated, AllocationCancelled, AllocationOverdue, InterceptRequested
 from engine.app import Reflow
 from engine.base import Event, topics_of
 from engine.linking import LinkHealthChanged, StockPublished
@@ -36,7 +36,7 @@ log = logging.getLogger("reflow.outbound")
 STREAM = "REFLOW_OUT"
 MSG_ID_PREFIX = "reflow-out-"
 TOPICS = tuple(t for c in (Allocated, InterceptRequested, AllocationCancelled, OrderShipped, StockPublished,
-                           LinkHealthChanged)
+                           LinkHealthChanged, AllocationOverdue)
                for t in topics_of(c))
 """Every topic these events are stored under (also the ones they had before they moved)."""
 
@@ -71,6 +71,14 @@ class InterceptOut(msgspec.Struct, frozen=True):
     reason: str
     requested_at: datetime | None = None
     """When the fact that stopped it happened (an addition to the contract)."""
+
+
+class OverdueOut(msgspec.Struct, frozen=True):
+    """reflow.out.supplier.<supplier_id>.overdue (T4): once per allocation."""
+
+    allocation_id: str
+    ship_by: datetime
+    hours_overdue: float
 
 
 class PackageOut(msgspec.Struct, frozen=True):
@@ -159,6 +167,11 @@ class Mapper:
                 body = InterceptOut(allocation_id=allocated.allocation_id, reason=event.reason,
                                     requested_at=event.at)
                 subject = f"reflow.out.supplier.{allocated.supplier_id}.intercept"
+            case AllocationOverdue():
+                allocated = self.first_event(event.originator_id)
+                body = OverdueOut(allocation_id=allocated.allocation_id, ship_by=event.ship_by,
+                                  hours_overdue=event.hours_overdue)
+                subject = f"reflow.out.supplier.{allocated.supplier_id}.overdue"
             case OrderShipped():
                 order = self.first_event(event.originator_id)  # OrderPlaced or OrderReferenced
                 body = ShipmentOut(order_id=order.order_id, packages=[

@@ -46,6 +46,7 @@ class Allocation(Aggregate):
         self.intercept_reason: str | None = None
         self.answer: str | None = None
         self.loss_risks = 0
+        self.reminded_at: datetime | None = None  # the overdue reminder (T4)
         self.loss_risk_parcels: set[tuple[str, str]] = set()  # (carrier, tracking_no) seen after a stop
 
     @property
@@ -84,6 +85,14 @@ class Allocation(Aggregate):
                 f"allocation_id: {self.allocation_id} was {self.status} ({self.intercept_reason}); "
                 "answer the intercept instead", "RT11")
         self.trigger(AllocationRejected, at, reason=reason, note=note)
+        return True
+
+    def remind_overdue(self, due: datetime, now: datetime) -> bool:
+        """Rule T4: still without tracking at its ship-by time: one reminder to the supplier."""
+        if self.status != "active" or self.reminded_at is not None:
+            return False
+        self.trigger(AllocationOverdue, due, ship_by=self.ship_by, reminded_at=now,
+                     hours_overdue=round(max((now - due).total_seconds(), 0) / 3600, 1))
         return True
 
     def check_cancellable(self) -> None:
@@ -203,6 +212,18 @@ class AllocationRejected(Event, frozen=True):
 
     def apply(self, a: Allocation) -> None:
         a.status, a.intercepted_at, a.intercept_reason = "rejected", self.at, self.reason
+
+
+class AllocationOverdue(Event, frozen=True):
+    """Rule T4: no tracking by the ship-by time; the supplier is reminded once (at `reminded_at`,
+    when the clock passed the deadline: later than `at` if reflow was down then)."""
+
+    ship_by: datetime
+    reminded_at: datetime
+    hours_overdue: float
+
+    def apply(self, a: Allocation) -> None:
+        a.reminded_at = self.reminded_at
 
 
 class InterceptAnswered(Event, frozen=True):

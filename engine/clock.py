@@ -1,4 +1,4 @@
-"""Time passing without a message: deadlines kept in order, and passed as events (RT13, L11).
+"""Time passing without a message: deadlines kept in order, and passed as events (RT13, L11, T4).
 
 reflow's clock moves only with `PassTime` commands: serve runs one every few seconds, with the
 broker time of the last message it applied while it catches up on a backlog, and with its own
@@ -26,12 +26,13 @@ from engine.uow import UnitOfWork
 Deadline = tuple[datetime, str, str]
 """(due, kind, key): what falls due when, and for what (a supplier, an offer, an allocation)."""
 
-DEADLINES: dict[str, Callable[[UnitOfWork, str, datetime], None]] = {}
-"""What passing each kind of deadline sets off: `fn(uow, key, due)`."""
+DEADLINES: dict[str, Callable[[UnitOfWork, str, datetime, datetime], None]] = {}
+"""What passing each kind of deadline sets off: `fn(uow, key, due, now)`, `now` the time the clock
+reached when it passed (`due` when it passes at once on being set)."""
 
 
 def on_deadline(kind: str) -> Callable:
-    def register(fn: Callable[[UnitOfWork, str, datetime], None]) -> Callable:
+    def register(fn: Callable[[UnitOfWork, str, datetime, datetime], None]) -> Callable:
         DEADLINES[kind] = fn
         return fn
 
@@ -110,7 +111,7 @@ def schedule(uow: UnitOfWork, due: datetime, kind: str, key: str, at: datetime) 
     if clock.day is None:
         clock.reach(min(day, china_day(at)), at)
     if day < clock.day:  # type: ignore[operator]
-        DEADLINES[kind](uow, key, due)
+        DEADLINES[kind](uow, key, due, max(due, at))
         return
     uow.get_or_new(Agenda, ids.agenda_id(day.isoformat())).schedule((due, kind, key), at)
 
@@ -126,7 +127,7 @@ def pass_time(uow: UnitOfWork, at: datetime) -> int:
         while agenda is not None and agenda.due_by(at):
             deadline = agenda.due_by(at)[0]
             agenda.pass_(deadline)
-            DEADLINES[deadline[1]](uow, deadline[2], deadline[0])
+            DEADLINES[deadline[1]](uow, deadline[2], deadline[0], at)
             n += 1
         day += timedelta(days=1)
     if last > clock.day:

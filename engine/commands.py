@@ -94,6 +94,8 @@ class ChangeMerchantSettings(Command, frozen=True):
     hold_remark_words: tuple[str, ...] | None = None
     hold_out_of_stock: bool | None = None
     split_lines: bool | None = None
+    reroute_overdue_hours: int | None = None
+    """Rule T4: hours after ship-by; 0 sets it to never (None keeps the current value)."""
 
 
 class RegisterCode(Command, frozen=True):

@@ -10,6 +10,7 @@ from engine.base import Event
 from engine.policy import Decision, RoutingInput, picked
 from engine.values import Aftersale, AllocRef, LineIn, Package, Region
 
+OVERDUE = "overdue"  # rule T4: the reason of an intercept for an allocation overdue too long
 Order = Any  # engine.orders.Order, which imports these events (so no import back: no cycle)
 
 
@@ -117,8 +118,8 @@ class AllocationEnded(Event, frozen=True):
     def apply(self, o: Order) -> None:
         ref = o.allocations.pop(self.allocation_id, None)
         o.ended[self.allocation_id] = self.how
-        if ref is not None and self.how == "rejected":
-            o.excluded.add(ref.supplier_id)  # rule RT11: never again to that supplier for this order
+        if ref is not None and (self.how == "rejected" or self.reason == OVERDUE):
+            o.excluded.add(ref.supplier_id)  # rules RT11, T4: never again to that supplier for this order
         if ref is not None:
             for line_id in ref.line_ids:
                 o.route[line_id] = "withheld" if self.by_merchant else "unrouted"

@@ -34,7 +34,8 @@ class ComponentFacts(Value, frozen=True):
     in_pool: bool = True
     """Meets the source pool (RT8), or the merchant has the pool off."""
     rejected: bool = False
-    """The supplier rejected an allocation of this order (RT11): never again for this order."""
+    """The supplier rejected an allocation of this order (RT11), or one was taken from it for being
+    overdue (T4): never again for this order (the verdict says `rejected`)."""
     capacity_left: int | None = None
     """Units the supplier can still take on the decision's China-time day (RT13); None: no limit."""
 

@@ -73,7 +73,7 @@ def watch_expiry(uow: UnitOfWork, offer: Offer, at: datetime) -> None:
 
 
 @on_deadline("offer_expiry")
-def offer_expired(uow: UnitOfWork, key: str, due: datetime) -> None:
+def offer_expired(uow: UnitOfWork, key: str, due: datetime, now: datetime) -> None:
     supplier_id, offer_id = key.split("\x1f")
     offer = uow.get_offer(supplier_id, offer_id)
     if offer is not None and offer.expired(due):  # a renewed offer has not expired
@@ -81,7 +81,7 @@ def offer_expired(uow: UnitOfWork, key: str, due: datetime) -> None:
 
 
 @on_deadline("capacity_day")
-def capacity_day(uow: UnitOfWork, key: str, due: datetime) -> None:
+def capacity_day(uow: UnitOfWork, key: str, due: datetime, now: datetime) -> None:
     """Rule RT13: a new China-time day; lines waiting for the supplier's capacity route again."""
     supplier_id = key
     supply_changed(uow, {supplier_id}, due, "new_day")

@@ -116,6 +116,9 @@ class MerchantSettings(Value, frozen=True):
     holds: HoldRules = HoldRules()
     split_lines: bool = False
     """Rule RT12 (off by default, choice)."""
+    reroute_overdue_hours: int | None = None
+    """Rule T4: intercept and re-route an allocation still untracked this many hours after its
+    ship-by time; None: never."""
 
 
 class PoolTerms(Value, frozen=True):

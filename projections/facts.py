@@ -17,6 +17,7 @@ import pyarrow as pa
 from engine.allocations import (
     Allocated,
     AllocationCancelled,
+    AllocationOverdue,
     AllocationRejected,
     AllocationShipped,
     InterceptAnswered,
@@ -157,6 +158,12 @@ def _alloc_event(kind: str, status: Callable[[Any], str | None]) -> Callable:
     return handle
 
 
+def _overdue(r: Rows, pos: int, e: AllocationOverdue) -> None:
+    """Rule T4: the reminder, at the time it went out."""
+    r["allocation_events"].append((str(e.originator_id), pos, "overdue", None, ts(e.reminded_at), None, None, None,
+                                   None, None))
+
+
 _missing_json = msgspec.json.Encoder().encode
 
 
@@ -215,6 +222,7 @@ HANDLERS: dict[type, Callable[[Rows, int, Any], None]] = {
     LossRiskRecorded: _alloc_event("loss_risk", lambda e: None),
     AllocationShipped: _alloc_event("shipped", lambda e: "shipped"),
     AllocationRejected: _alloc_event("rejected", lambda e: "rejected"),
+    AllocationOverdue: _overdue,
     LinkHealthChanged: _link_health,
     SupplierUpserted: _supplier,
     PriceSet: _price,

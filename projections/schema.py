@@ -193,7 +193,8 @@ VIEWS = [
       arg_max({'carrier': carrier, 'tracking_no': tracking_no, 'at': event_at, 'late': late}, pos)
         FILTER (WHERE kind = 'tracked' OR (kind = 'answered' AND outcome = 'too_late')) AS tracking,
       count(*) FILTER (WHERE kind = 'loss_risk') AS loss_risks,
-      arg_max(outcome, pos) FILTER (WHERE kind = 'answered') AS intercept_answer
+      arg_max(outcome, pos) FILTER (WHERE kind = 'answered') AS intercept_answer,
+      min(event_at) FILTER (WHERE kind = 'overdue') AS reminded_at
     FROM facts.allocation_events GROUP BY alloc_uuid""",
     """CREATE OR REPLACE VIEW facts.supplier_key AS
     SELECT supplier_uuid, arg_max(supplier_id, pos) AS supplier_id FROM facts.suppliers GROUP BY supplier_uuid""",
@@ -242,7 +243,7 @@ VIEWS = [
       s.tracking.carrier AS carrier, s.tracking.tracking_no AS tracking_no, s.tracking['at'] AS tracked_at,
       s.stop['at'] AS intercepted_at, s.stop.reason AS intercept_reason,
       a.channel, a.merchant_id, s.stop.kind AS stopped_as, s.tracking.late AS late,
-      coalesce(s.loss_risks, 0) AS loss_risks, s.intercept_answer, a.routed_by, l.qty
+      coalesce(s.loss_risks, 0) AS loss_risks, s.intercept_answer, a.routed_by, l.qty, s.reminded_at
     FROM facts.allocations a
     LEFT JOIN facts.allocation_state s USING (alloc_uuid)
     LEFT JOIN (SELECT allocation_id, max(link_version) AS link_version, sum(qty) AS qty
@@ -315,6 +316,17 @@ VIEWS = [
     SELECT platform, shop_id, product_id, nullif(sku_id, '') AS sku_id,
       arg_max(status, pos) AS status, arg_max(event_at, pos) AS since, arg_max(missing, pos) AS missing
     FROM facts.link_health GROUP BY platform, shop_id, product_id, sku_id""",
+    # Rule T4: allocations reminded for want of tracking by their ship-by time, still untracked or
+    # re-routed for it; hours overdue until now, the tracking, or the intercept (UTC clock).
+    """CREATE OR REPLACE VIEW overdue_allocations AS
+    SELECT allocation_id, supplier_id, platform, shop_id, order_id, ship_by,
+      round(epoch(coalesce(tracked_at, CASE WHEN status <> 'active' THEN intercepted_at END,
+                           CAST(current_timestamp AT TIME ZONE 'UTC' AS TIMESTAMP)) - ship_by) / 3600.0, 1)
+        AS hours_overdue,
+      reminded_at, coalesce(stopped_as = 'intercepted' AND intercept_reason = 'overdue', false) AS rerouted,
+      status, channel
+    FROM allocations
+    WHERE reminded_at IS NOT NULL AND (status = 'active' OR (stopped_as = 'intercepted' AND intercept_reason = 'overdue'))""",
     # position and events first: the reliability harness compares those two with a rebuild.
     """CREATE OR REPLACE VIEW projection_status AS
     SELECT p.pos AS position, p.events, p.updated_at, r.pid AS runner_pid, r.owner AS runner,

@@ -183,7 +183,7 @@ def _candidate(c: CandidateFacts, v: Verdict | None, chosen: int | None) -> Cand
         flags = [] if comp.supplier_active else ["supplier inactive"]
         flags += [] if comp.on_shelf else ["off shelf"]
         flags += [] if comp.in_pool else ["not in pool"]
-        flags += ["rejected this order (RT11)"] if comp.rejected else []
+        flags += ["excluded for this order: rejected it (RT11) or overdue (T4)"] if comp.rejected else []
         flags += [] if comp.capacity_left is None else [f"capacity left today {comp.capacity_left} (RT13)"]
         cost = "unpriced" if comp.unit_cost is None else f"{comp.unit_cost}"
         parts.append(f"{comp.supplier_id}/{comp.offer_id}/{comp.supplier_sku_id} x{comp.need} "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import msgspec
 from msgspec import Meta
 
 from adapters.wire.fields import (
@@ -161,7 +162,7 @@ class ShopRegistered(_In, kw_only=True):
 
 
 class MerchantSettings(_In, kw_only=True):
-    """reflow.in.merchant.settings (addition): RT8, RT10, RT12 and I6 settings of one merchant."""
+    """reflow.in.merchant.settings (addition): RT8, RT10, RT12, T4 and I6 settings of one merchant."""
 
     _decimals = ("split_tolerance", "hold_amount_over")
 
@@ -176,3 +177,5 @@ class MerchantSettings(_In, kw_only=True):
     hold_out_of_stock: bool | None = None
     split_lines: bool | None = None
     """Rule RT12: split a line no single alternative covers (off by default)."""
+    reroute_overdue_hours: Annotated[int, Meta(ge=1, le=8760)] | None | msgspec.UnsetType = msgspec.UNSET
+    """Rule T4: re-route an allocation this many hours after ship-by; null: never; absent: unchanged."""

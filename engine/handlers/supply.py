@@ -90,7 +90,17 @@ def change_merchant_settings(c: ChangeMerchantSettings, uow: UnitOfWork) -> None
     merchant.change_settings(c.merchant_id, MerchantSettings(
         source_pool=cur.source_pool if c.source_pool is None else c.source_pool,
         split_tolerance=cur.split_tolerance if tolerance is None else tolerance, holds=holds,
-        split_lines=cur.split_lines if c.split_lines is None else c.split_lines), c.at)
+        split_lines=cur.split_lines if c.split_lines is None else c.split_lines,
+        reroute_overdue_hours=cur.reroute_overdue_hours if c.reroute_overdue_hours is None
+        else check_reroute_hours(c.reroute_overdue_hours)), c.at)
+
+
+def check_reroute_hours(hours: int) -> int | None:
+    """Rule T4: whole hours >= 1, or 0 for never."""
+    if not isinstance(hours, int) or isinstance(hours, bool) or hours < 0:
+        raise InvalidCommand(f"reroute_overdue_hours: must be a whole number of hours >= 1 or null, got {hours!r}",
+                             "T4")
+    return hours or None
 
 
 @handles(RegisterCode)

@@ -248,7 +248,8 @@ def test_rt13_capacity_reached_goes_to_the_next_source_then_waits_for_the_next_d
     assert live(two, "O4") == [] and order(two, "O4").unroutable == {"L1": "capacity_reached"}
     two.pass_time(T0 + timedelta(hours=10))  # still the same China-time day (19:00)
     assert live(two, "O4") == []
-    assert two.pass_time(T0 + timedelta(hours=15)) == 2  # midnight passed, for SUP-A and for SUP-B
+    # midnight passed, for SUP-A and for SUP-B, and the ship-by times (23:59:59) of O1-O3 (T4)
+    assert two.pass_time(T0 + timedelta(hours=15)) == 5
     [a] = live(two, "O4")
     assert a.supplier_id == "SUP-A" and a.allocated_at.astimezone(T0.tzinfo).hour == 0
 

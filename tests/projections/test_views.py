@@ -87,7 +87,7 @@ def test_t3_supplier_performance_counts_on_time_late_intercepted_loss_risks(proj
     got = rows(path, "SELECT * FROM supplier_performance ORDER BY supplier_id")
     # S1: ONTIME (2 h, on time), LATE (50 h, late), INTERCEPT (intercepted + loss risk), PARTIAL, HELD
     # (cancelled by review), TWO.  S2: POST (1 h), CANCEL (intercepted), TWO.
-    assert got == [("S1", 6, 2, 1, 1, 1, 1, 26.0, 1), ("S2", 3, 1, 1, 0, 1, 0, 1.0, 0)]
+    assert got == [("S1", 6, 2, 1, 1, 1, 1, 26.0, 1, 0), ("S2", 3, 1, 1, 0, 1, 0, 1.0, 0, 0)]  # ..., cancelled, rejected
 
 
 def test_m3_supplier_performance_cut_by_channel(projected):

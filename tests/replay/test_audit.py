@@ -107,4 +107,4 @@ def test_rt11_rt12_rt13_audit_explains_a_rejection_a_split_line_and_capacity(mem
     assert "split (RT12): alternative 0 x2 + alternative 1 x1" in shown
     assert "part: 2 units (RT12)" in shown and "capacity left today 10 (RT13)" in shown
     assert "rejected by the supplier (RT11): price_changed; new price list" in shown
-    assert "rejected this order (RT11)" in shown and "ineligible: rejected" in shown
+    assert "excluded for this order: rejected it (RT11)" in shown and "ineligible: rejected" in shown
