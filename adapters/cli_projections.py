@@ -76,6 +76,9 @@ def statement(
         stdout.print(f"statement {st.statement_id}  {st.supplier_id}  {first} .. {last} (China time)")
         stdout.print(lines)
         stdout.print(f"lines {len(st.lines)}  total {st.total}  hash {st.content_hash}")
+        if st.credits:  # rule RC6: accepted returns, apart from the lines
+            stdout.print(f"credits (RC6): {len(st.credits)} accepted returns {st.credits_total}  "
+                         f"net total {st.net_total}")
         if st.apart:
             kinds = [a.section for a in st.apart]
             stdout.print(f"listed apart (in csv, json and --out): {kinds.count('post_shipment_aftersale')} "

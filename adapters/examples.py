@@ -232,6 +232,19 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "rejected_at": "2024-05-01T10:20:00+08:00",
     },
     "reflow.in.clock.tick": {"at": "2024-05-02T00:00:05+08:00"},
+    "reflow.in.return.requested": {
+        "platform": "douyin",
+        "shop_id": "dy-880123",
+        "order_id": "6921345678901234567",
+        "aftersale_id": "AS-20240503-0007",
+        "requested_at": "2024-05-04T09:00:00+08:00",
+    },
+    "reflow.in.return.answered": {
+        "supplier_id": "yiwu-case-01",
+        "return_id": "R0B1C2D3E4F5A6B7C",
+        "outcome": "accepted",
+        "answered_at": "2024-05-06T15:00:00+08:00",
+    },
     "reflow.in.allocation.cancel": {
         "platform": "douyin",
         "shop_id": "dy-880123",

@@ -87,6 +87,8 @@ from adapters.wire.orders import (
     OrderReleased,
     OrderReview,
     OrderShipped,
+    ReturnAnswered,
+    ReturnRequested,
     TrackingUploaded,
 )
 
@@ -105,6 +107,8 @@ __all__ = [
     "AllocationRejected",
     "Buyer",
     "ClockTick",
+    "ReturnAnswered",
+    "ReturnRequested",
     "CodeRegistered",
     "InterceptAnswered",
     "LinkAlternative",
@@ -162,6 +166,8 @@ SUBJECTS: dict[str, type[Struct]] = {
     "reflow.in.allocation.cancel": AllocationCancel,
     "reflow.in.allocation.rejected": AllocationRejected,
     "reflow.in.clock.tick": ClockTick,
+    "reflow.in.return.requested": ReturnRequested,
+    "reflow.in.return.answered": ReturnAnswered,
     "reflow.in.stock.rule": StockRule,
     "reflow.in.prelink.pull": PrelinkPull,
     "reflow.in.shop.registered": ShopRegistered,

@@ -30,13 +30,14 @@ from engine.base import Event, topics_of
 from engine.linking import LinkHealthChanged, StockPublished
 from engine.order_events import OrderShipped
 from engine.privacy import Recipient
+from engine.returns import ReturnRequested
 
 log = logging.getLogger("reflow.outbound")
 
 STREAM = "REFLOW_OUT"
 MSG_ID_PREFIX = "reflow-out-"
 TOPICS = tuple(t for c in (Allocated, InterceptRequested, AllocationCancelled, OrderShipped, StockPublished,
-                           LinkHealthChanged, AllocationOverdue)
+                           LinkHealthChanged, AllocationOverdue, ReturnRequested)
                for t in topics_of(c))
 """Every topic these events are stored under (also the ones they had before they moved)."""
 
@@ -79,6 +80,21 @@ class OverdueOut(msgspec.Struct, frozen=True):
     allocation_id: str
     ship_by: datetime
     hours_overdue: float
+
+
+class ReturnLineOut(msgspec.Struct, frozen=True):
+    offer_id: str
+    supplier_sku_id: str
+    qty: int
+
+
+class ReturnOut(msgspec.Struct, frozen=True):
+    """reflow.out.supplier.<supplier_id>.return (RC6)."""
+
+    return_id: str
+    allocation_id: str
+    lines: list[ReturnLineOut]
+    reason: str
 
 
 class PackageOut(msgspec.Struct, frozen=True):
@@ -172,6 +188,11 @@ class Mapper:
                 body = OverdueOut(allocation_id=allocated.allocation_id, ship_by=event.ship_by,
                                   hours_overdue=event.hours_overdue)
                 subject = f"reflow.out.supplier.{allocated.supplier_id}.overdue"
+            case ReturnRequested():
+                body = ReturnOut(return_id=event.return_id, allocation_id=event.allocation_id, reason=event.reason,
+                                 lines=[ReturnLineOut(offer_id=x.offer_id, supplier_sku_id=x.supplier_sku_id, qty=x.qty)
+                                        for x in event.lines])
+                subject = f"reflow.out.supplier.{event.supplier_id}.return"
             case OrderShipped():
                 order = self.first_event(event.originator_id)  # OrderPlaced or OrderReferenced
                 body = ShipmentOut(order_id=order.order_id, packages=[

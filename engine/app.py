@@ -346,6 +346,16 @@ class Reflow(Application):
         return self.execute(c.RejectAllocation(at=at or utcnow(), supplier_id=supplier_id,
                                                allocation_id=allocation_id, reason=reason, note=note))
 
+    def request_return(self, platform: str, shop_id: str, order_id: str, aftersale_id: str,
+                       at: datetime | None = None) -> list[str]:
+        return self.execute(c.RequestReturn(at=at or utcnow(), platform=platform, shop_id=shop_id, order_id=order_id,
+                                            aftersale_id=aftersale_id))
+
+    def answer_return(self, supplier_id: str, return_id: str, outcome: str, reason: str | None = None,
+                      at: datetime | None = None) -> str:
+        return self.execute(c.AnswerReturn(at=at or utcnow(), supplier_id=supplier_id, return_id=return_id,
+                                           outcome=outcome, reason=reason))
+
     def pass_time(self, at: datetime | None = None) -> int:
         return self.execute(c.PassTime(at=at or utcnow()))
 

@@ -227,6 +227,20 @@ class UploadTracking(Command, frozen=True):
     tracking_no: str
 
 
+# -- returns to the supplier (RC6) ---------------------------------------------------------------
+
+
+class RequestReturn(OrderCommand, frozen=True):
+    aftersale_id: str
+
+
+class AnswerReturn(Command, frozen=True):
+    supplier_id: str
+    return_id: str
+    outcome: str
+    reason: str | None = None
+
+
 # -- time ---------------------------------------------------------------------------------------
 
 

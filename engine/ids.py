@@ -69,3 +69,12 @@ def clock_id() -> UUID:
 
 def agenda_id(day: str) -> UUID:
     return _id("agenda", day)
+
+
+def return_id(allocation: str, aftersale: str) -> str:
+    """A return to the supplier (RC6): one per after-sale and allocation, short and quotable."""
+    return "R" + _id("return", allocation, aftersale).hex[:16].upper()
+
+
+def return_uuid(return_: str) -> UUID:
+    return _id("return-of", return_)

@@ -57,6 +57,8 @@ RULES: dict[str, tuple[str, ...]] = {
     "RC3": ("engine.statements.issue_statement",),
     "RC4": ("engine.statements.SupplierStatements.check_may_issue",),
     "RC5": ("engine.statements.SupplierStatements.issue", "engine.statements.content_hash"),
+    "RC6": ("engine.handlers.returns.request_return", "engine.returns.SupplierReturn.answer",
+            "engine.statements.SupplierStatements.issue", "projections.statements.credits"),
     # privacy
     "P1": ("engine.privacy.mask", "engine.privacy.recipient_token"),
     "P2": ("engine.privacy.seal",),
@@ -73,7 +75,5 @@ RULES: dict[str, tuple[str, ...]] = {
     "A2": ("engine.base.chain_digest", "engine.anchor.LogAnchor.anchor", "replay.verify.verify"),
 }
 
-PLANNED: dict[str, str] = {
-    "RC6": "issue 16",
-}
+PLANNED: dict[str, str] = {}
 """Rules of DOMAIN.md not enforced yet, and the issue that brings them."""

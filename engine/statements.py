@@ -93,6 +93,20 @@ class ApartItem(Value, frozen=True):
     reason: str | None = None
 
 
+class CreditItem(Value, frozen=True):
+    """Rule RC6: a return the supplier accepted, credited at the price its lines were settled at."""
+
+    return_id: str
+    allocation_id: str
+    aftersale_id: str
+    platform: str
+    shop_id: str
+    order_id: str
+    answered_at: datetime
+    qty: int
+    amount: Decimal
+
+
 class Statement(Value, frozen=True):
     statement_id: str
     supplier_id: str
@@ -106,6 +120,11 @@ class Statement(Value, frozen=True):
     qty: int
     total: Decimal
     content_hash: str
+    credits: tuple[CreditItem, ...] = ()
+    """Rule RC6: accepted returns not credited before, listed apart from the lines."""
+    credits_total: Decimal = Decimal(0)
+    net_total: Decimal | None = None
+    """`total - credits_total` (None on a statement without credits: the total)."""
 
 
 class SupplierStatements(Aggregate):
@@ -114,6 +133,7 @@ class SupplierStatements(Aggregate):
     def __init__(self, id: UUID) -> None:  # noqa: A002
         super().__init__(id)
         self.issued: list[tuple[datetime, str]] = []
+        self.credited: set[str] = set()  # returns credited already (RC6)
 
     def check_may_issue(self, supplier_id: str, at: datetime) -> None:
         """Rule RC4: at most 3 a China-time day, at least 10 minutes apart."""
@@ -140,6 +160,10 @@ class SupplierStatements(Aggregate):
     def issue(self, c: IssueStatement) -> Statement:
         """Rules RC4, RC5: numbered per China-time day, immutable once issued."""
         self.check_may_issue(c.supplier_id, c.at)
+        twice = sorted({x.return_id for x in c.content.get("credits", ())} & self.credited)
+        if twice:
+            raise StatementRefused(f"statement refused: return(s) {', '.join(twice)} were credited on an earlier "
+                                   "statement; compute it again", "RC6")
         statement_id = f"ST-{c.supplier_id}-{c.at.astimezone(LOCAL):%Y%m%d}-{self.next_number(c.at)}"
         statement = Statement(statement_id=statement_id, issued_at=c.at, position=c.position, **c.content)
         self.trigger(StatementIssued, c.at, statement=statement)
@@ -151,6 +175,7 @@ class StatementIssued(Event, frozen=True):
 
     def apply(self, book: SupplierStatements) -> None:
         book.issued.append((self.at, self.statement.statement_id))
+        book.credited.update(x.return_id for x in self.statement.credits)
 
 
 def statements_uuid(supplier_id: str) -> UUID:
@@ -173,7 +198,8 @@ def period(date_from: date | datetime, date_to: date | datetime) -> tuple[dateti
     return start, end
 
 
-def _content(supplier_id: str, start: datetime, end: datetime, rows: list[dict], apart: list[dict]) -> dict:
+def _content(supplier_id: str, start: datetime, end: datetime, rows: list[dict], apart: list[dict],
+             credits: list[dict] = ()) -> dict:  # type: ignore[assignment]
     lines = tuple(StatementLine(
         allocation_id=r["allocation_id"], platform=r["platform"], shop_id=r["shop_id"], order_id=r["order_id"],
         line_id=r["line_id"], offer_id=r["offer_id"], supplier_sku_id=r["supplier_sku_id"],
@@ -185,6 +211,12 @@ def _content(supplier_id: str, start: datetime, end: datetime, rows: list[dict],
     items = tuple(ApartItem(**{**a, "at": _aware(a["at"])}) for a in apart)
     content = dict(supplier_id=supplier_id, period_from=start, period_to=end, lines=lines, apart=items,
                    qty=sum(ln.qty for ln in lines), total=money(sum((ln.amount for ln in lines), Decimal(0))))
+    if credits:  # only then, so a statement without credits hashes as it always did (RC5)
+        items = tuple(CreditItem(**{**x, "answered_at": _aware(x["answered_at"]), "amount": money(x["amount"])})
+                      for x in credits)
+        content["credits"] = items
+        content["credits_total"] = money(sum((x.amount for x in items), Decimal(0)))
+        content["net_total"] = money(content["total"] - content["credits_total"])
     content["content_hash"] = content_hash(content)
     return content
 
@@ -213,6 +245,10 @@ class StatementLines(Protocol):
         """The allocation lines tracked in the period, each with its `settlement_price` (None when
         unpriced) and `price_tier`; and the items listed apart (RC2)."""
 
+    def credits(self, supplier_id: str) -> list[dict]:
+        """Rule RC6: the supplier's accepted returns no statement credited yet, each with `amount`
+        (None when a line is unpriced) and `unpriced` (its SKUs without a price)."""
+
 
 def issue_statement(app: Any, source: StatementLines, supplier_id: str, date_from: date | datetime,
                     date_to: date | datetime, *, at: datetime | None = None) -> Statement:
@@ -226,13 +262,15 @@ def issue_statement(app: Any, source: StatementLines, supplier_id: str, date_fro
         book.check_may_issue(supplier_id, at)  # refuse early, before any work
     position = source.catch_up()
     rows, apart = source.lines(supplier_id, start, end)
-    unpriced = sorted({r["supplier_sku_id"] for r in rows if r["settlement_price"] is None})
+    credits = source.credits(supplier_id)
+    unpriced = sorted({r["supplier_sku_id"] for r in rows if r["settlement_price"] is None}
+                      | {sku for x in credits for sku in x.pop("unpriced", ())})
     if unpriced:
         raise StatementRefused(
             f"statement refused: supplier {supplier_id} has no settlement price in force when "
             f"allocated for SKU(s) {', '.join(unpriced)}", "RC3", skus=tuple(unpriced))
     return app.execute(IssueStatement(at=at, supplier_id=supplier_id, position=position,
-                                      content=_content(supplier_id, start, end, rows, apart)))
+                                      content=_content(supplier_id, start, end, rows, apart, credits)))
 
 
 def _aware(dt: datetime) -> datetime:

@@ -2,7 +2,8 @@
 
 CSV and Parquet hold one flat table (`rows(statement)`): a `section` column says what each row
 is: `line` (a tracked allocation line, RC2), `total`, `post_shipment_aftersale` and `loss_risk`
-(listed apart). Parquet also carries the statement's id, period and content hash as file
+(listed apart), `credit` (an accepted return, RC6, with `aftersale_id`, `qty` and `amount`) and
+`net_total` when there are credits. Parquet also carries the statement's id, period and content hash as file
 metadata. XLSX has a `summary` sheet and one sheet per section.
 """
 
@@ -24,6 +25,7 @@ COLUMNS = ["section", "allocation_id", "platform", "shop_id", "order_id", "line_
            "supplier_sku_id", "product_id", "qty", "unit_price", "amount", "price_tier", "allocated_at",
            "tracked_at", "carrier", "tracking_no", "aftersale_id", "kind", "reason", "at"]
 LINE = COLUMNS[1:17]
+CREDIT = ["allocation_id", "platform", "shop_id", "order_id", "aftersale_id", "qty", "amount", "reason", "at"]
 APART = ["allocation_id", "platform", "shop_id", "order_id", "line_id", "aftersale_id", "kind", "carrier",
          "tracking_no", "reason", "at"]
 
@@ -35,6 +37,12 @@ def rows(statement: Statement) -> list[dict[str, object]]:
     out.append({"section": "total", "qty": statement.qty, "amount": statement.total})
     for a in statement.apart:
         out.append({"section": a.section, **{c: getattr(a, c) for c in APART}})
+    for x in statement.credits:
+        out.append({"section": "credit", "reason": f"return {x.return_id}", "at": x.answered_at, **{
+            c: getattr(x, c) for c in ("allocation_id", "platform", "shop_id", "order_id", "aftersale_id", "qty",
+                                        "amount")}})
+    if statement.credits:
+        out.append({"section": "net_total", "amount": statement.net_total})
     return [{c: r.get(c) for c in COLUMNS} for r in out]
 
 
@@ -43,6 +51,7 @@ def summary(statement: Statement) -> dict[str, object]:
     return {"statement_id": s.statement_id, "supplier_id": s.supplier_id, "period_from": s.period_from.isoformat(),
             "period_to": s.period_to.isoformat(), "first_day": _day(s.period_from), "last_day": _day(s.period_to, end=True),
             "issued_at": s.issued_at.isoformat(), "lines": len(s.lines), "qty": s.qty, "total": str(s.total),
+            "credits": str(s.credits_total), "net_total": str(s.total if s.net_total is None else s.net_total),
             "content_hash": s.content_hash}
 
 
@@ -115,11 +124,11 @@ def _xlsx(statement: Statement, path: Path) -> None:
             v = getattr(statement, k).astimezone(LOCAL).strftime("%Y-%m-%d %H:%M:%S (China time)")
             if k == "period_to":
                 v = v.replace("(China time)", "(China time, exclusive)")
-        ws.append([k, float(v) if k == "total" else v])
-        if k == "total":
+        ws.append([k, float(v) if k in ("total", "credits", "net_total") else v])
+        if k in ("total", "credits", "net_total"):
             ws.cell(ws.max_row, 2).number_format = MONEY_FORMAT
     sheets = {"line": ("lines", LINE), "post_shipment_aftersale": ("post_shipment_aftersales", APART),
-              "loss_risk": ("loss_risks", APART)}
+              "loss_risk": ("loss_risks", APART), "credit": ("credits", CREDIT)}
     for section, (title, cols) in sheets.items():
         sheet = wb.create_sheet(title)
         sheet.append([f"{c} (China time)" if c in ("allocated_at", "tracked_at", "at") else c for c in cols])

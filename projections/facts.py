@@ -43,6 +43,7 @@ from engine.order_events import (
     ReviewChanged,
     ShippedDespiteIntercept,
 )
+from engine.returns import ReturnAnswered, ReturnRequested
 from engine.statements import StatementIssued
 from projections.schema import ARROW_SCHEMAS, TABLES
 
@@ -158,6 +159,17 @@ def _alloc_event(kind: str, status: Callable[[Any], str | None]) -> Callable:
     return handle
 
 
+def _return_requested(r: Rows, pos: int, e: ReturnRequested) -> None:
+    r["returns"].append((str(e.originator_id), e.return_id, e.allocation_id, e.supplier_id, e.platform, e.shop_id,
+                         e.order_id, e.aftersale_id, ts(e.at), pos))
+    for n, x in enumerate(e.lines):
+        r["return_lines"].append((e.return_id, n, x.line_id, x.offer_id, x.supplier_sku_id, x.qty))
+
+
+def _return_answered(r: Rows, pos: int, e: ReturnAnswered) -> None:
+    r["return_answers"].append((str(e.originator_id), e.outcome, e.reason, ts(e.at), pos))
+
+
 def _overdue(r: Rows, pos: int, e: AllocationOverdue) -> None:
     """Rule T4: the reminder, at the time it went out."""
     r["allocation_events"].append((str(e.originator_id), pos, "overdue", None, ts(e.reminded_at), None, None, None,
@@ -194,6 +206,9 @@ def _statement(r: Rows, pos: int, e: StatementIssued) -> None:
             s.statement_id, n, ln.allocation_id, ln.platform, ln.shop_id, ln.order_id, ln.line_id, ln.offer_id,
             ln.supplier_sku_id, ln.product_id, ln.qty, db_money(ln.unit_price), db_money(ln.amount), ln.price_tier,
             ts(ln.allocated_at), ts(ln.tracked_at), ln.carrier, ln.tracking_no))
+    for n, c in enumerate(s.credits):
+        r["statement_credits"].append((s.statement_id, n, c.return_id, c.allocation_id, c.aftersale_id, c.platform,
+                                       c.shop_id, c.order_id, ts(c.answered_at), c.qty, db_money(c.amount)))
     for n, a in enumerate(s.apart):
         r["statement_apart"].append((
             s.statement_id, a.section, n, a.allocation_id, a.platform, a.shop_id, a.order_id, a.line_id,
@@ -223,6 +238,8 @@ HANDLERS: dict[type, Callable[[Rows, int, Any], None]] = {
     AllocationShipped: _alloc_event("shipped", lambda e: "shipped"),
     AllocationRejected: _alloc_event("rejected", lambda e: "rejected"),
     AllocationOverdue: _overdue,
+    ReturnRequested: _return_requested,
+    ReturnAnswered: _return_answered,
     LinkHealthChanged: _link_health,
     SupplierUpserted: _supplier,
     PriceSet: _price,

@@ -60,6 +60,16 @@ TABLES: dict[str, list[tuple[str, str]]] = {
                           ("outcome", "str")],
     "link_health": [("platform", "str"), ("shop_id", "str"), ("product_id", "str"), ("sku_id", "str"),
                     ("status", "str"), ("missing", "str"), ("event_at", "ts"), ("pos", "big")],
+    "returns": [("return_uuid", "uuid"), ("return_id", "str"), ("allocation_id", "str"), ("supplier_id", "str"),
+                ("platform", "str"), ("shop_id", "str"), ("order_id", "str"), ("aftersale_id", "str"),
+                ("requested_at", "ts"), ("pos", "big")],
+    "return_lines": [("return_id", "str"), ("seq", "int"), ("line_id", "str"), ("offer_id", "str"),
+                     ("supplier_sku_id", "str"), ("qty", "int")],
+    "return_answers": [("return_uuid", "uuid"), ("outcome", "str"), ("reason", "str"), ("answered_at", "ts"),
+                       ("pos", "big")],
+    "statement_credits": [("statement_id", "str"), ("seq", "int"), ("return_id", "str"), ("allocation_id", "str"),
+                          ("aftersale_id", "str"), ("platform", "str"), ("shop_id", "str"), ("order_id", "str"),
+                          ("answered_at", "ts"), ("qty", "int"), ("amount", "money")],
     "suppliers": [("supplier_uuid", "uuid"), ("supplier_id", "str"), ("name", "str"), ("active", "bool"),
                   ("ship_within_hours", "int"), ("pos", "big")],
     "prices": [("supplier_id", "str"), ("supplier_sku_id", "str"), ("tier", "str"), ("price", "money"),
@@ -305,9 +315,37 @@ VIEWS = [
       count(*) FILTER (WHERE cost IS NULL) AS unpriced_lines
     FROM shared GROUP BY platform, shop_id, product_id, supplier_id, channel""",
     """CREATE OR REPLACE VIEW statements AS
-    SELECT statement_id, supplier_id, period_from, period_to, issued_at, lines, total, content_hash,
-      qty, position
-    FROM facts.statements""",
+    SELECT s.statement_id, s.supplier_id, s.period_from, s.period_to, s.issued_at, s.lines, s.total, s.content_hash,
+      coalesce(c.credits, 0) AS credits, s.total - coalesce(c.credits, 0) AS net_total, s.qty, s.position
+    FROM facts.statements s
+    LEFT JOIN (SELECT statement_id, sum(amount) AS credits FROM facts.statement_credits GROUP BY statement_id) c
+      USING (statement_id)""",
+    """CREATE OR REPLACE VIEW statement_credits AS SELECT * FROM facts.statement_credits""",
+    # Rule RC6: every return to a supplier; an accepted one's credit at the price its lines were
+    # settled at (NULL while a line is unpriced), and the statement that credited it.
+    """CREATE OR REPLACE VIEW returns AS
+    WITH ans AS (
+      SELECT return_uuid, arg_max(outcome, pos) AS outcome, arg_max(reason, pos) AS reason,
+        arg_max(answered_at, pos) AS answered_at
+      FROM facts.return_answers GROUP BY return_uuid),
+    prices AS (
+      SELECT allocation_id, offer_id, supplier_sku_id, any_value(settlement_price) AS price
+      FROM settlement_lines GROUP BY allocation_id, offer_id, supplier_sku_id),
+    priced AS (
+      SELECT r.return_id, sum(p.price * l.qty) AS amount, count(*) FILTER (WHERE p.price IS NULL) AS unpriced,
+        sum(l.qty) AS qty, list(DISTINCT l.supplier_sku_id) FILTER (WHERE p.price IS NULL) AS unpriced_skus
+      FROM facts.returns r JOIN facts.return_lines l USING (return_id)
+      LEFT JOIN prices p ON p.allocation_id = r.allocation_id AND p.offer_id = l.offer_id
+        AND p.supplier_sku_id = l.supplier_sku_id
+      GROUP BY r.return_id)
+    SELECT r.return_id, r.allocation_id, r.supplier_id, r.aftersale_id, coalesce(a.outcome, 'requested') AS status,
+      r.requested_at, a.answered_at,
+      CASE WHEN a.outcome = 'accepted' AND p.unpriced = 0 THEN CAST(p.amount AS DECIMAL(18,2)) END AS credit,
+      r.platform, r.shop_id, r.order_id, a.reason, p.qty, c.statement_id AS credited_on, p.unpriced_skus
+    FROM facts.returns r
+    LEFT JOIN ans a USING (return_uuid)
+    LEFT JOIN priced p USING (return_id)
+    LEFT JOIN facts.statement_credits c USING (return_id)""",
     """CREATE OR REPLACE VIEW statement_lines AS SELECT * FROM facts.statement_lines""",
     """CREATE OR REPLACE VIEW statement_apart AS SELECT * FROM facts.statement_apart""",
     # Rule L11: each shop SKU's latest link health; `missing` is a JSON list of the supplier SKUs

@@ -38,6 +38,10 @@ class _Lines:
         with self.runner.lock:
             return compute(self.runner.connection, supplier_id, start, end)
 
+    def credits(self, supplier_id: str) -> list[dict]:
+        with self.runner.lock:
+            return credits(self.runner.connection, supplier_id)
+
 
 class EmptyStatement(InvalidCommand):
     """The supplier has no tracked allocation line in the period: nothing was issued (no RC4 slot used)."""
@@ -48,10 +52,15 @@ class _NotEmpty(_Lines):
 
     def lines(self, supplier_id: str, start: datetime, end: datetime) -> tuple[list[dict], list[dict]]:
         rows, apart = super().lines(supplier_id, start, end)
-        if not rows:
-            raise EmptyStatement(f"no tracked allocations for supplier {supplier_id} in {_period(start, end)}"
-                                 + (f" ({len(apart)} items listed apart)" if apart else "") + "; nothing issued")
+        self._empty = None if rows else (f"no tracked allocations for supplier {supplier_id} in {_period(start, end)}"
+                                         + (f" ({len(apart)} items listed apart)" if apart else ""))
         return rows, apart
+
+    def credits(self, supplier_id: str) -> list[dict]:
+        found = super().credits(supplier_id)
+        if self._empty and not found:  # a statement of credits alone (RC6) is not empty
+            raise EmptyStatement(f"{self._empty}; nothing issued")
+        return found
 
 
 def issue_statement(app: Any, runner_or_db: Any, supplier_id: str, date_from: date | datetime,
@@ -112,6 +121,16 @@ def compute(con: Any, supplier_id: str, start: datetime, end: datetime) -> tuple
         k: r[k] for k in ("allocation_id", "platform", "shop_id", "order_id", "carrier", "tracking_no", "reason")})
         for r in risks]
     return lines, apart
+
+
+def credits(con: Any, supplier_id: str) -> list[dict]:
+    """Rule RC6: the supplier's accepted returns that no statement credited yet, oldest first."""
+    rows = _dicts(con.execute(
+        """SELECT return_id, allocation_id, aftersale_id, platform, shop_id, order_id, answered_at, qty,
+             credit AS amount, coalesce(unpriced_skus, []) AS unpriced
+           FROM returns WHERE supplier_id = $supplier AND status = 'accepted' AND credited_on IS NULL
+           ORDER BY answered_at, return_id""", {"supplier": supplier_id}))
+    return rows
 
 
 @contextmanager

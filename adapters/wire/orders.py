@@ -123,6 +123,26 @@ class AllocationRejected(_In, kw_only=True):
     rejected_at: Time
 
 
+class ReturnRequested(_In, kw_only=True):
+    """reflow.in.return.requested (RC6): send a post-shipment return (I2) back to its supplier."""
+
+    platform: Platform
+    shop_id: SubjectToken
+    order_id: Id
+    aftersale_id: Id
+    requested_at: Time
+
+
+class ReturnAnswered(_In, kw_only=True):
+    """reflow.in.return.answered (RC6): the supplier takes the return back, or refuses it with a reason."""
+
+    supplier_id: SubjectToken
+    return_id: Id
+    outcome: Literal["accepted", "refused"]
+    reason: Text | None = None
+    answered_at: Time
+
+
 class ClockTick(_In, kw_only=True):
     """reflow.in.clock.tick (addition): the clock reaches ``at``; the deadlines due by then pass."""
 
