@@ -18,6 +18,7 @@ from engine.allocations import (
     Allocated,
     Allocation,
     AllocationCancelled,
+    AllocationOverdue,
     AllocationRejected,
     AllocationShipped,
     InterceptAnswered,
@@ -45,6 +46,7 @@ from engine.order_events import (
 from engine.orders import Order
 from engine.policy import CandidateFacts, LineDecision, LineFacts, Verdict, decide
 from engine.privacy import Recipient, mask, unseal
+from engine.returns import ReturnAnswered, ReturnRequested
 from engine.servicelevel import LOCAL
 
 
@@ -122,6 +124,12 @@ def audit(app: Any, platform: str, shop_id: str, order_id: str, as_of: datetime 
         result.entries += [Entry(e.at, allocation_id, e.originator_version, e) for e in visible]
         if visible:
             result.allocations.append(Allocation.project(None, visible))
+    aftersales = list(dict.fromkeys(e.aftersale_id for e in shown if isinstance(e, AftersaleOpened)))
+    for allocation_id in made:  # rule RC6: returns to the supplier of this order's parcels
+        for aftersale_id in aftersales:
+            return_id = ids.return_id(allocation_id, aftersale_id)
+            visible = _prefix(list(app.events.get(ids.return_uuid(return_id))), as_of)
+            result.entries += [Entry(e.at, return_id, e.originator_version, e) for e in visible]
     result.entries.sort(key=lambda x: (x.at, _CAUSAL.get(type(x.event), 5), x.source, x.version))
     order = result.order
     if order is not None and order.sealed:
@@ -253,6 +261,15 @@ def describe(e: Event) -> str:
             return f"intercept sent to the supplier: {e.reason}"
         case AllocationCancelled():
             return f"cancelled, supplier told to stop: {e.reason}"
+        case AllocationOverdue():
+            return (f"overdue (T4): no tracking by {local(e.ship_by)}; supplier reminded at {local(e.reminded_at)}"
+                    f" ({e.hours_overdue} h late)")
+        case ReturnRequested():
+            return (f"return {e.return_id} sent to {e.supplier_id} (RC6): "
+                    + ", ".join(f"{x.offer_id}/{x.supplier_sku_id} x{x.qty}" for x in e.lines))
+        case ReturnAnswered():
+            return f"return {'accepted: a credit on the next statement' if e.outcome == 'accepted' else 'refused'}" + (
+                f" ({e.reason})" if e.reason else "")
         case AllocationRejected():
             return f"rejected by the supplier (RT11): {e.reason}" + (f"; {e.note}" if e.note else "")
         case InterceptAnswered():

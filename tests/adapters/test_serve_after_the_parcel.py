@@ -42,3 +42,45 @@ def test_t4_serve_reminds_the_supplier_once_and_reroutes_per_the_merchants_setti
                 app.close()
 
     run(story)
+
+
+def test_rc6_serve_sends_the_return_to_the_supplier_and_an_answer_twice_changes_nothing(
+        nats_server, sqlite_store, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(Server, "TICK_SECONDS", 3600.0)
+    s = Settings(store=sqlite_store, nats_url=nats_server.url, data_dir=tmp_path / "data")
+
+    async def story():
+        async with running(s), client(nats_server.url) as c:
+            await c.send_many(catalog())
+            await c.send("order.placed", order_body("Q-1", qty=2))
+            await c.settled()
+            app = open_app(s)
+            try:
+                [alloc] = app.allocations_of(*SHOP, "Q-1")
+            finally:
+                app.close()
+            await c.send("tracking.uploaded", example("tracking.uploaded", allocation_id=alloc.allocation_id,
+                                                      uploaded_at="2024-05-01T17:00:00+08:00"))
+            await c.send("aftersale.opened", example("aftersale.opened", order_id="Q-1", aftersale_id="AS-Q",
+                                                     kind="return", line_id="Q-1-1", opened_at="2024-05-03T09:00:00+08:00"))
+            await c.send("return.requested", example("return.requested", order_id="Q-1", aftersale_id="AS-Q"))
+            [ret] = await c.bodies("REFLOW_OUT", f"reflow.out.supplier.{SUPPLIER}.return", at_least=1)
+            assert ret["allocation_id"] == alloc.allocation_id and ret["lines"] == [
+                {"offer_id": alloc.lines[0].offer_id, "supplier_sku_id": alloc.lines[0].supplier_sku_id, "qty": 2}]
+            answer = example("return.answered", return_id=ret["return_id"])
+            await c.send("return.answered", answer)
+            await c.send("return.answered", dict(answer, outcome="refused", reason="too late"))
+            await c.send("return.answered", dict(answer, supplier_id="someone-else"))
+            await c.settled()
+            [dead] = await c.messages("REFLOW_DLQ", at_least=1)
+            assert "rule RC6: supplier_id" in dead.headers["Reflow-Error"]
+            app = open_app(s)
+            try:
+                from engine import ids
+                from engine.returns import SupplierReturn
+
+                assert app.load(SupplierReturn, ids.return_uuid(ret["return_id"])).status == "accepted"
+            finally:
+                app.close()
+
+    run(story)

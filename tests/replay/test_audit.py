@@ -108,3 +108,21 @@ def test_rt11_rt12_rt13_audit_explains_a_rejection_a_split_line_and_capacity(mem
     assert "part: 2 units (RT12)" in shown and "capacity left today 10 (RT13)" in shown
     assert "rejected by the supplier (RT11): price_changed; new price list" in shown
     assert "excluded for this order: rejected it (RT11)" in shown and "ineligible: rejected" in shown
+
+
+def test_t4_rc6_audit_shows_the_overdue_reminder_and_the_return_to_the_supplier(memory_app):
+    app = memory_app
+    supplier(app, "S1")
+    offer(app, "S1", "O1", {"a": 5}, price="5.00")
+    link(app, "P1", sku("K1", alt(comp("S1", "O1", "a"))))
+    place(app, "Y1", line("L1", "P1", qty=2))
+    [a] = allocations(app, "Y1")
+    app.pass_time(a.ship_by + 2 * H)
+    app.upload_tracking("S1", a.allocation_id, "ZTO", "ZT5555555555", at=a.ship_by + 3 * H)
+    app.open_aftersale(*SHOP, "Y1", "AS-R", "return", at=a.ship_by + 30 * H)
+    [rid] = app.request_return(*SHOP, "Y1", "AS-R", at=a.ship_by + 31 * H)
+    app.answer_return("S1", rid, "accepted", at=a.ship_by + 40 * H)
+    shown = text(audit(app, *SHOP, "Y1"))
+    assert "overdue (T4): no tracking by" in shown and "(2.0 h late)" in shown
+    assert f"return {rid} sent to S1 (RC6): O1/a x2" in shown
+    assert "return accepted: a credit on the next statement" in shown
