@@ -9,7 +9,8 @@ One batch at a time, in stream order:
 3. publish the dead letters of the batch, all at once, and wait for the server to store them;
 4. acknowledge every message whose effect is stored (applied, or dead-lettered);
 5. wake the outbound publisher and the projection runner, which run beside the next batch;
-6. every 10 s, let time pass (``PassTime``, engine/clock.py) so due deadlines pass as events.
+6. every 10 s, let time pass (``PassTime``, engine/clock.py) so due deadlines pass as events
+   (not with ``clock="messages"``: then only ``reflow.in.clock.tick`` moves time).
 
 A message that fails for a reason that is not its own (the store is down) stops the batch: it
 and the rest are handed back (nak) in order and reflow waits a little before fetching again.
@@ -151,11 +152,11 @@ class Server:
     TICK_SECONDS = 10.0
 
     def __init__(self, app: Reflow, nc: NATS, *, batch: int = 256, ack_wait: float = 10.0,
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | None = None, clock: str = "wall") -> None:
         self.app, self.nc, self.js = app, nc, nc.jetstream()
         self.batch, self.ack_wait = batch, ack_wait
+        self.clock = clock  # "wall": serve's own ticks; "messages": only reflow.in.clock.tick moves time
         self.last_tick = 0.0
-        self.ticks = 0
         self.engine = ThreadPoolExecutor(1, thread_name_prefix="reflow-engine")
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="reflow-outbound")
         self.publisher = Publisher.in_executor(app, self.js, self.reader)
@@ -220,7 +221,7 @@ class Server:
     async def _tick(self, behind: datetime | None) -> None:
         """Let time pass, at most every ``TICK_SECONDS``: to the broker time of the last message applied
         while a backlog remains (``behind``), so deadlines pass in order with the messages, else to now."""
-        if time.monotonic() - self.last_tick < self.TICK_SECONDS:
+        if self.clock != "wall" or time.monotonic() - self.last_tick < self.TICK_SECONDS:
             return
         self.last_tick = time.monotonic()
         at = behind or datetime.now(UTC)
@@ -228,10 +229,8 @@ class Server:
             passed = await asyncio.get_running_loop().run_in_executor(self.engine, self.app.execute, PassTime(at=at))
         except Exception as exc:  # noqa: BLE001 - the store is away: the next tick tries again
             log.warning("clock tick failed (%s); will retry", one_line(str(exc) or type(exc).__name__))
-            self.last_tick = 0.0
-            return
+            self.last_tick, passed = 0.0, 0
         if passed:
-            self.ticks += passed
             log.info("clock: %d deadline(s) passed by %s", passed, at.isoformat(timespec="seconds"))
             self.wake.set()
 
@@ -366,13 +365,13 @@ class Server:
 
 async def serve(settings: Settings, *, batch: int = 256, ack_wait: float = 10.0,
                 stop: asyncio.Event | None = None, on_ready: Callable[[Server], None] | None = None,
-                handle_signals: bool = True) -> Server:
+                handle_signals: bool = True, clock: str = "wall") -> Server:
     """Run until SIGTERM/SIGINT (or ``stop`` is set): drain the in-flight batch, publish, return."""
     app = open_app(settings)
     try:
         nc = await connect(settings.nats_url)
         try:
-            server = Server(app, nc, batch=batch, ack_wait=ack_wait, settings=settings)
+            server = Server(app, nc, batch=batch, ack_wait=ack_wait, settings=settings, clock=clock)
             loop = asyncio.get_running_loop()
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):

@@ -7,16 +7,16 @@ ticks its own timeline). Passing time to `at` passes, in due order, every deadli
 `at`, each as of its own due time, and stores what that sets off as events like any other. So a
 replay of the log gives the same history, and a router that was down catches up when it starts.
 
-Deadlines are kept per China-time day of their due time (`Agenda`), sorted, and the clock knows the
-first day that may still hold some (`Clock.day`), so passing time reads only the agendas of the
-days from that day to `at`: nothing scans all allocations or offers.
+Deadlines are kept per China-time hour of their due time (`Agenda`), sorted, and the clock keeps
+the hours that still hold some (`Clock.hours`), so passing time reads only the agendas that have
+deadlines due: nothing scans all allocations or offers, and an idle clock costs one read.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 
 from engine import ids
 from engine.base import Aggregate, Event
@@ -45,39 +45,51 @@ def next_day_start(at: datetime) -> datetime:
 
 
 class Clock(Aggregate):
-    """The one clock: the first China-time day whose agenda may hold deadlines not passed yet."""
+    """The one clock: the hours (China time, by the due time) whose agendas hold deadlines not
+    passed yet, in order. Written only when an hour gets its first deadline or loses its last."""
 
     def __init__(self, id):  # noqa: A002
         super().__init__(id)
-        self.day: date | None = None
+        self.hours: list[datetime] = []
 
-    def reach(self, day: date, at: datetime) -> None:
-        self.trigger(ClockReached, at, day=day)
+    def open(self, hour: datetime, at: datetime) -> None:
+        if hour not in self.hours:
+            self.trigger(AgendaOpened, at, hour=hour)
+
+    def close(self, hour: datetime, at: datetime) -> None:
+        if hour in self.hours:
+            self.trigger(AgendaClosed, at, hour=hour)
 
 
-class ClockReached(Event, frozen=True):
-    """Every deadline due before this China-time day has passed."""
-
-    day: date
+class AgendaOpened(Event, frozen=True):
+    hour: datetime
 
     def apply(self, c: Clock) -> None:
-        c.day = self.day
+        bisect.insort(c.hours, self.hour)
+
+
+class AgendaClosed(Event, frozen=True):
+    hour: datetime
+
+    def apply(self, c: Clock) -> None:
+        c.hours.remove(self.hour)
 
 
 class Agenda(Aggregate):
-    """The deadlines due on one China-time day, in due order."""
+    """The deadlines due in one hour (China time), in due order."""
 
     def __init__(self, id):  # noqa: A002
         super().__init__(id)
         self.due: list[Deadline] = []
-        self.passed: set[Deadline] = set()
+        self.waiting: set[Deadline] = set()
 
     def schedule(self, deadline: Deadline, at: datetime) -> None:
-        if deadline not in self.passed and deadline not in self.due:
+        if deadline not in self.waiting:
             self.trigger(DeadlineSet, at, due=deadline[0], kind=deadline[1], key=deadline[2])
 
-    def due_by(self, at: datetime) -> list[Deadline]:
-        return [d for d in self.due if d[0] <= at]
+    def next_by(self, at: datetime) -> Deadline | None:
+        """The first deadline due at or before `at`, if any."""
+        return self.due[0] if self.due and self.due[0][0] <= at else None
 
     def pass_(self, deadline: Deadline) -> None:
         self.trigger(DeadlinePassed, deadline[0], due=deadline[0], kind=deadline[1], key=deadline[2])
@@ -89,7 +101,9 @@ class DeadlineSet(Event, frozen=True):
     key: str
 
     def apply(self, a: Agenda) -> None:
-        bisect.insort(a.due, (self.due, self.kind, self.key))
+        deadline = (self.due, self.kind, self.key)
+        bisect.insort(a.due, deadline)
+        a.waiting.add(deadline)
 
 
 class DeadlinePassed(Event, frozen=True):
@@ -99,37 +113,35 @@ class DeadlinePassed(Event, frozen=True):
 
     def apply(self, a: Agenda) -> None:
         deadline = (self.due, self.kind, self.key)
-        if deadline in a.due:
-            a.due.remove(deadline)
-        a.passed.add(deadline)
+        a.due.remove(deadline)  # the first, in practice
+        a.waiting.discard(deadline)
+
+
+def hour_of(at: datetime) -> datetime:
+    """The China-time hour a moment falls in: the key of its agenda."""
+    return at.astimezone(LOCAL).replace(minute=0, second=0, microsecond=0)
 
 
 def schedule(uow: UnitOfWork, due: datetime, kind: str, key: str, at: datetime) -> None:
-    """Keep a deadline; one due on a day the clock has passed already is passed at once."""
-    clock = uow.get_or_new(Clock, ids.clock_id())
-    day = china_day(due)
-    if clock.day is None:
-        clock.reach(min(day, china_day(at)), at)
-    if day < clock.day:  # type: ignore[operator]
-        DEADLINES[kind](uow, key, due, max(due, at))
-        return
-    uow.get_or_new(Agenda, ids.agenda_id(day.isoformat())).schedule((due, kind, key), at)
+    """Keep a deadline (one already due passes at the next tick). Every handler of a deadline is
+    idempotent (it checks the state it acts on), so a deadline set again after it passed is harmless."""
+    hour = hour_of(due)
+    uow.get_or_new(Clock, ids.clock_id()).open(hour, at)
+    uow.get_or_new(Agenda, ids.agenda_id(hour.isoformat())).schedule((due, kind, key), at)
 
 
 def pass_time(uow: UnitOfWork, at: datetime) -> int:
-    """Pass every deadline due at or before `at`, in due order; how many passed."""
+    """Pass every deadline due at or before `at`, in due order, each as of its due time; how many."""
     clock = uow.get(Clock, ids.clock_id())
-    if clock is None or clock.day is None:
-        return 0
-    last, day, n = china_day(at), clock.day, 0
-    while day <= last:
-        agenda = uow.get(Agenda, ids.agenda_id(day.isoformat()))
-        while agenda is not None and agenda.due_by(at):
-            deadline = agenda.due_by(at)[0]
+    n = 0
+    while clock is not None and clock.hours and clock.hours[0] <= at:
+        hour = clock.hours[0]
+        agenda = uow.get(Agenda, ids.agenda_id(hour.isoformat()))
+        while agenda is not None and (deadline := agenda.next_by(at)) is not None:
             agenda.pass_(deadline)
             DEADLINES[deadline[1]](uow, deadline[2], deadline[0], at)
             n += 1
-        day += timedelta(days=1)
-    if last > clock.day:
-        clock.reach(last, at)
+        if agenda is not None and agenda.due:
+            break  # the rest of this hour is due after `at`
+        clock.close(hour, at)
     return n

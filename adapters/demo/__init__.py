@@ -7,30 +7,40 @@
    stages, waiting after each until serve has applied everything and published what it caused:
 
    - **opening**: six shops on six platforms, the merchant's settings (hold rules, split
-     tolerance), a dozen suppliers with offers, stock and prices (one price rises at noon),
-     merchant codes, links (reflow quantities, a two-supplier bundle, a warehouse serving only
-     southern provinces, a micro-supply offer), stock rules;
+     tolerance, split lines), thirteen suppliers with offers, stock and prices (one price rises
+     at noon; a toy factory declares its daily capacity), merchant codes, links (reflow
+     quantities, a two-supplier bundle, a warehouse serving only southern provinces, a
+     micro-supply offer, two sources of a custom cup), stock rules;
    - **the day** (four days ago, China time): orders over the day's hours, address changes,
      cancellations, after-sales before tracking, a platform review, orders held by the hold
-     rules, orders for a product not linked yet, and one message with a producer's bug (a supplier
-     price as a JSON number) that goes to the dead letters;
+     rules, orders for a product not linked yet, a company's bulk order split between two
+     sources (RT12), the factory's evening live-stream sale whose last order finds it at capacity
+     and waits for the next day (RT13), the clock passing midnight, and one message with a
+     producer's bug (a supplier price as a JSON number) that goes to the dead letters;
    - **the suppliers**: each reads its allocations and intercepts from ``REFLOW_OUT`` (as a
      supplier would: it never sees order ids) and answers: tracking on time or late, some not yet;
-     intercepts stopped, too late (with a tracking number), or ignored (a loss risk);
-   - **this morning**: a sold-out SKU restocked, the late product linked and its pre-link orders
-     pulled, reviews cleared and held orders released, returns of delivered parcels, a manual
-     cancellation.
+     intercepts stopped, too late (with a tracking number), or ignored (a loss risk); one
+     allocation rejected as out of stock, its lines re-routed to the other source (RT11);
+   - **this morning**: the clock catches up, a sold-out SKU restocked, an offer republished
+     without a SKU a link uses (the link broken) and the link pointed at the new SKU (mended,
+     L11), the late product linked and its pre-link orders pulled, reviews cleared and held orders
+     released, returns of delivered parcels, a manual cancellation.
 3. serve stops (draining), the projections catch up, one supplier statement is issued, and the
-   report is read from the DuckDB views.
+   report is read from the DuckDB views, with one line per issue-15 rule the day showed.
 
 Deterministic for a seed and a day (``DemoDay.play`` is the timeline): the messages depend only
 on the seed, the size and the day, and the suppliers' answers only on what ``REFLOW_OUT`` says;
 each stage is published whole and applied before the next is made. Messages that carry no
 business time of their own (offers, links, reviews, releases, the pull) take the time the broker
 stored them, which is why the day lies in the past and the morning is now. The one time the
-demo puts on a message that is not in the plan, the restock's ``at``, is the broker's time of the
-last message before the morning (never the demo's own clock), so it comes after the offer's
-publication whatever the speed of the run.
+demo puts on a message that is not in the plan, the restock's ``at`` (and the morning's clock
+tick's), is the broker's time of the last message before the morning (never the demo's own
+clock), so it comes after the offer's publication whatever the speed of the run.
+
+The clock: the demo drives time itself. Its serve runs with ``clock="messages"`` (no ticks of its
+own to the wall clock, which lies days after the demo's day), and the demo sends ``clock.tick`` at
+each midnight after the day and at the morning. So the deadlines of the past day (the factory's
+next day, RT13; ship-by times, T4) pass when the demo's timeline reaches them, as they would have.
 
 The parts, each readable alone:
 
@@ -42,6 +52,7 @@ The parts, each readable alone:
 - ``reactions``: the last two stages, the suppliers' answers and this morning;
 - ``harness``: serve in this process, publishing stages, reading what serve published;
 - ``report``: the DuckDB tables printed at 80 columns;
+- ``stories``: the report's line for each issue-15 rule, read from the views;
 - ``run``: ``run_demo``, all of it in order.
 """
 

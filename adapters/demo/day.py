@@ -1,5 +1,6 @@
 """``DemoDay``: the generated day of one merchant as a deterministic timeline of four stages
-(``play``): the opening, the day's orders, the suppliers' answers, this morning.
+(``play``): the opening, the day's orders, the suppliers' answers, this morning. The demo drives
+its own clock: a ``clock.tick`` at each midnight of the timeline and at the start of the morning.
 
 A stage is made only from the plan (``generator``) and what the stages before it caused once
 applied (``reactions``), so every run of a seed and day publishes the same messages."""
@@ -12,8 +13,11 @@ from typing import Any
 from adapters.demo.generator import PlannedOrder
 from adapters.demo.reactions import Reactions, SupplierWork
 from adapters.demo.scenario import (
+    BULK,
     CODE_ONLY,
     CODES,
+    FACTORY,
+    FLASH,
     HOLD_OVER,
     HOLD_WORDS,
     LATE_LINK,
@@ -41,13 +45,14 @@ class DemoDay(Reactions):
         stages before it caused, once they are applied, never from anything that happens while
         messages are in flight; so the whole message sequence is the same on every run of a seed
         and day, and so are serve's decisions (the engine decides by message order, not by how
-        the messages were batched). The restock is dated at the broker's time of the suppliers'
-        last answer, the latest time serve has seen, and so after the offer's publication."""
+        the messages were batched). The restock (and the morning's clock tick) is dated at the
+        broker's time of the suppliers' last answer, the latest time serve has seen, and so after
+        the offer's publication; the other clock ticks are the timeline's midnights."""
         work = SupplierWork()
         await stage("opening: shops, suppliers, offers, links", self.opening())
         day = await stage(f"the day {self.day}: {self.n_orders:,} orders", self.the_day())
-        answers = await stage("suppliers: tracking, intercept answers", self.suppliers_answer(day.out, work))
-        await stage("this morning: restock, pull, releases", self.morning(answers.out, work, answers.last_at))
+        answers = await stage("suppliers: tracking, intercept answers, a rejection", self.suppliers_answer(day.out, work))
+        await stage("this morning: restock, a SKU replaced, pull, releases", self.morning(answers.out, work, answers.last_at))
         return work
 
     # stage 1: the opening ------------------------------------------------------------------
@@ -59,11 +64,14 @@ class DemoDay(Reactions):
                                               "merchant_id": MERCHANT}))
         out.append(m("merchant.settings", {
             "merchant_id": MERCHANT, "source_pool": False, "split_tolerance": "0.05",
-            "hold_amount_over": str(HOLD_OVER), "hold_remark_words": list(HOLD_WORDS), "hold_out_of_stock": False}))
+            "hold_amount_over": str(HOLD_OVER), "hold_remark_words": list(HOLD_WORDS), "hold_out_of_stock": False,
+            "split_lines": True}))  # RT12
         for s in SUPPLIERS:
-            out.append(m("supplier.upserted", {
-                "supplier_id": s.supplier_id, "name": s.name, "active": True,
-                "ship_within_hours": s.ship_within_hours, "fulfilment_score": s.score}))
+            body = {"supplier_id": s.supplier_id, "name": s.name, "active": True,
+                    "ship_within_hours": s.ship_within_hours, "fulfilment_score": s.score}
+            if s.supplier_id == FACTORY and self.capacity is not None:
+                body["daily_capacity"] = self.capacity  # RT13
+            out.append(m("supplier.upserted", body))
         for o in OFFERS:
             out.append(m("supplier.offer", {
                 "supplier_id": o.supplier_id, "offer_id": o.offer_id, "title": o.title, "on_shelf": True,
@@ -85,6 +93,9 @@ class DemoDay(Reactions):
             for key in shop.products:
                 if (shop.platform, shop.shop_id, key) not in (LATE_LINK, CODE_ONLY):
                     out.append(m("link.set", link_body(shop, key)))
+        for platform, shop_id, key in (FLASH, BULK):  # the issue-15 stories' products
+            shop = next(x for x in SHOPS if (x.platform, x.shop_id) == (platform, shop_id))
+            out.append(m("link.set", link_body(shop, key)))
         douyin, pdd = SHOPS[0], SHOPS[4]
         out.append(m("stock.rule", {"platform": douyin.platform, "shop_id": douyin.shop_id,
                                      "product_id": product_id(douyin.platform, "case15"),
@@ -97,7 +108,8 @@ class DemoDay(Reactions):
     # stage 2: the day ----------------------------------------------------------------------
 
     def the_day(self) -> list[Message]:
-        """Orders and what the shops report about them, in time order; one producer bug."""
+        """Orders and what the shops report about them, in time order; one producer bug; the clock
+        passing midnight (the factory's capacity is new again, RT13)."""
         r = self.rng
         timed: list[tuple[datetime, int, str, dict[str, Any]]] = []
 
@@ -140,6 +152,8 @@ class DemoDay(Reactions):
         at(self.start + timedelta(hours=9), "supplier.price", {
             "supplier_id": offer.supplier_id, "supplier_sku_id": sku, "price": float(price),
             "effective_from": iso(self.start - timedelta(days=60))})
+        midnight = self.start + timedelta(days=1)
+        at(midnight, "clock.tick", {"at": iso(midnight)})
         timed.sort(key=lambda x: (x[0], x[1]))
         return [self.msg(subject, body) for _, _, subject, body in timed]
 

@@ -1,8 +1,11 @@
 """The generated day's orders, from a seed: who buys what, when, in which shop; which orders get
-which trouble (cancelled, held, reviewed, address changed, refunded); each supplier SKU's stock.
+which trouble (cancelled, held, reviewed, address changed, refunded); the issue-15 stories (a
+factory's evening live-stream sale past its capacity, a bulk order split between two sources);
+each supplier SKU's stock.
 
 Deterministic for (seed, orders, day): one ``random.Random`` seeded with them, drawn in a fixed
-order. The stages made of these orders are in ``day`` and ``reactions``."""
+order (the stories draw from their own). The stages made of these orders are in ``day`` and
+``reactions``."""
 
 from __future__ import annotations
 
@@ -16,9 +19,14 @@ from typing import Any
 
 from adapters.demo.buyers import GIVEN, HOLD_REMARKS, HOUR_WEIGHTS, PHONE_PREFIXES, REGIONS, REMARKS, STREETS, SURNAMES
 from adapters.demo.scenario import (
+    BULK,
+    BULK_QTY,
+    BULK_STOCK,
     DAYS_AGO,
     DEFAULT_ORDERS,
     DEFAULT_SEED,
+    FLASH,
+    FLASH_ORDERS,
     HOLD_OVER,
     OFFERS,
     PRODUCTS,
@@ -73,6 +81,7 @@ class DayPlan:
         self._n = 0
         self.orders = self._orders()
         self._assign_roles()
+        self.flash, self.capacity, self.bulk = self._stories()
         self.stock = self._stock()
 
     # ids -----------------------------------------------------------------------------------
@@ -182,6 +191,37 @@ class DayPlan:
         for o in multi[: max(2, n // 100)]:
             o.role = "refund_line"
 
+    def _stories(self) -> tuple[list[PlannedOrder], int | None, PlannedOrder | None]:
+        """Issue 15, made of plain orders (never held, cancelled, changed or refunded), drawn from a
+        random source of their own so the rest of the day stays as it was:
+
+        - RT13: the day's last douyin orders become the factory's live-stream sale. Its daily
+          capacity is what all of them but the last take, so the last order (two lines) finds
+          the factory full: its lines wait for the next day. No order of the factory comes after.
+        - RT12: a company's order on taobao, in office hours, for more cups than either source has.
+
+        Returns the sale's orders, the factory's capacity (None: no sale) and the bulk order."""
+        r = random.Random(f"reflow-demo/{self.seed}/{self.n_orders}/stories")
+        platform, shop_id, key = FLASH
+        douyin = [o for o in self.orders if o.key[:2] == (platform, shop_id) and o.role == "plain"
+                  and not any(ln.product == "powerbank" for ln in o.lines)]
+        flash = douyin[-FLASH_ORDERS:] if len(douyin) >= 3 else []
+        for n, o in enumerate(flash):
+            last = n == len(flash) - 1
+            ks = r.sample(range(len(PRODUCTS[key].skus)), 2) if last else [r.randrange(len(PRODUCTS[key].skus))]
+            o.lines = [Line(f"{o.order_id}-{i + 1}", key, k, 1 if last else r.randint(1, 3),
+                            price_on(platform, PRODUCTS[key].skus[k][1])) for i, k in enumerate(ks)]
+            o.channel, o.remark = "live", None
+        capacity = sum(ln.qty for o in flash[:-1] for ln in o.lines) or None
+        platform, shop_id, key = BULK
+        office = [o for o in self.orders if o.key[:2] == (platform, shop_id) and o.role == "plain"
+                  and 9 <= o.placed_at.hour < 18]
+        bulk = r.choice(office) if office else None
+        if bulk is not None:
+            bulk.lines = [Line(f"{bulk.order_id}-1", key, 0, BULK_QTY, price_on(platform, PRODUCTS[key].skus[0][1]))]
+            bulk.remark = "公司年会礼品，杯身印公司LOGO"
+        return flash, capacity, bulk
+
     def _stock(self) -> dict[tuple[str, str], int]:
         """Each supplier SKU's stock: what the day could ask of it and some more; SCARCE runs out."""
         demand: Counter = Counter()
@@ -196,4 +236,6 @@ class DayPlan:
                 need = demand[(offer.supplier_id, sku)]
                 stock[(offer.supplier_id, sku)] = 10 * math.ceil((need * 1.6 + 40) / 10)
         stock[SCARCE] = max(1, int(demand[SCARCE] * 0.6))
+        for supplier_id, sku, n in BULK_STOCK:  # each less than the bulk order wants, together enough (RT12)
+            stock[(supplier_id, sku)] = n
         return stock

@@ -26,7 +26,7 @@ async def run_stages(plan: DemoDay, settings: Any, app: Any, report: Report, con
 
     stop = asyncio.Event()
     ready: asyncio.Future = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(serve(settings, batch=batch, stop=stop, handle_signals=False,
+    task = asyncio.create_task(serve(settings, batch=batch, stop=stop, handle_signals=False, clock="messages",
                                      on_ready=lambda s: ready.done() or ready.set_result(s)))
     done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
     if task in done:

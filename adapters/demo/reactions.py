@@ -1,6 +1,7 @@
 """Stages 3 and 4 of the day: what the simulated suppliers answer to what ``REFLOW_OUT`` told them
-(tracking on time or late, intercepts stopped, too late or ignored), and what happens this
-morning (restock, the late link and its pull, releases, returns, a manual cancellation).
+(tracking on time or late, intercepts stopped, too late or ignored, one allocation rejected), and
+what happens this morning (restock, an offer dropping a SKU and the link mended, the late link and
+its pull, releases, returns, a manual cancellation).
 
 Each answer depends only on the seed and on what ``REFLOW_OUT`` says, never on timing."""
 
@@ -16,8 +17,12 @@ from typing import Any
 from adapters.demo.generator import DayPlan
 from adapters.demo.scenario import (
     DAYS_AGO,
+    DROP,
+    DROP_LINK,
     LATE_LINK,
     OFFER_OF_SKU,
+    OFFERS,
+    REJECTER,
     SCARCE,
     SHOPS,
     SUPPLIER,
@@ -54,13 +59,24 @@ class Reactions(DayPlan):
                 intercepts.setdefault(body["allocation_id"], body["reason"])
                 requested.setdefault(body["allocation_id"], parse_time(body["requested_at"]))
         allocations = dict(sorted(allocations.items()))
+        # RT11: the supplier's first allocation not stopped is one it cannot fill after all
+        rejected = next((aid for aid, a in allocations.items() if a["supplier_id"] == REJECTER and aid not in intercepts),
+                        None)
         timed: list[tuple[datetime, str, str, dict[str, Any]]] = []
+        for k in range(2, DAYS_AGO):  # the clock passes each midnight of the answers
+            midnight = self.start + timedelta(days=k)
+            timed.append((midnight, "", "clock.tick", {"at": iso(midnight)}))
         for aid, a in allocations.items():
             s = SUPPLIER[a["supplier_id"]]
             r = random.Random(f"reflow-demo/{self.seed}/{aid}")
             allocated_at, ship_by = parse_time(a["allocated_at"]), parse_time(a["ship_by"])
             ref = {"supplier_id": s.supplier_id, "allocation_id": aid}
             units = [(s.supplier_id, x["supplier_sku_id"], x["qty"]) for x in a["lines"]]
+            if aid == rejected:  # before any tracking; its lines go to the next source at once
+                when = allocated_at + timedelta(minutes=r.randint(20, 90))
+                timed.append((when, aid, "allocation.rejected", {**ref, "reason": "out_of_stock",
+                                                                 "note": "仓库盘点：此款已断货", "rejected_at": iso(when)}))
+                continue
             if aid in intercepts:  # answered after it was asked, never before (the demo's own timeline)
                 asked = requested[aid]
                 x = r.random()
@@ -113,16 +129,20 @@ class Reactions(DayPlan):
         before that on a fast run, and the restock would be dropped (issue 19)."""
         r = random.Random(f"reflow-demo/{self.seed}/morning")
         m, msgs = self.msg, []
+        msgs.append(m("clock.tick", {"at": iso_exact(at)}))  # this morning: the clock catches up
         supplier_id, sku = SCARCE
         initial = self.stock[SCARCE]
         arrived = max(2, initial // 2)
         msgs.append(m("supplier.stock", {
             "supplier_id": supplier_id, "offer_id": OFFER_OF_SKU[SCARCE], "supplier_sku_id": sku,
             "stock": max(0, initial - work.shipped_units[SCARCE]) + arrived, "at": iso_exact(at)}))
+        msgs += self._sku_dropped(work)
         shop = next(s for s in SHOPS if (s.platform, s.shop_id) == LATE_LINK[:2])
         msgs.append(m("link.set", link_body(shop, LATE_LINK[2])))
         msgs.append(m("prelink.pull", {"platform": shop.platform, "shop_id": shop.shop_id,
                                         "product_id": product_id(shop.platform, LATE_LINK[2]), "window_days": 30}))
+        shop = next(s for s in SHOPS if (s.platform, s.shop_id) == DROP_LINK[:2])  # L11: the merchant mends it
+        msgs.append(m("link.set", link_body(shop, DROP_LINK[2], swap={DROP[2]: DROP[3][0]})))
         for role in ("review", "held"):
             waiting = [o for o in self.orders if o.role == role]
             for o in waiting[:-1]:  # the last one stays for the merchant to look at
@@ -156,3 +176,17 @@ class Reactions(DayPlan):
         for aid in sorted(work.untracked)[:1]:
             msgs.append(m("allocation.cancel", {"allocation_id": aid, "reason": "商家手动取消：买家要求暂缓发货"}))
         return msgs
+
+    def _sku_dropped(self, work: SupplierWork) -> list[Message]:
+        """L11: a supplier republishes an offer with one SKU replaced by a new one (and its price);
+        the links using the old SKU break until the merchant points them at the new one."""
+        supplier_id, offer_id, dropped, (new_sku, new_spec, new_price) = DROP
+        offer = next(o for o in OFFERS if (o.supplier_id, o.offer_id) == (supplier_id, offer_id))
+        skus = [{"supplier_sku_id": sku, "spec": spec,
+                 "stock": max(0, self.stock[(supplier_id, sku)] - work.shipped_units[(supplier_id, sku)])}
+                for sku, spec, _ in offer.skus if sku != dropped]
+        skus.append({"supplier_sku_id": new_sku, "spec": new_spec, "stock": 200})
+        return [self.msg("supplier.offer", {"supplier_id": supplier_id, "offer_id": offer_id, "title": offer.title,
+                                            "on_shelf": True, "skus": skus}),
+                self.msg("supplier.price", {"supplier_id": supplier_id, "supplier_sku_id": new_sku, "price": new_price,
+                                            "effective_from": iso(self.start - timedelta(days=60))})]

@@ -1,5 +1,6 @@
 """The report: the projections caught up, one supplier statement issued, and the tables read from
-the DuckDB contract views, printed to fit 80 columns, with example queries for the analysts."""
+the DuckDB contract views, printed to fit 80 columns, with what the day showed of issue 15 (one
+line per rule, ``stories``) and example queries for the analysts."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from adapters.demo.generator import DayPlan
-from adapters.demo.scenario import DAYS_AGO
+from adapters.demo.scenario import DAYS_AGO, FACTORY
+from adapters.demo.stories import rule_lines, wrap
 from engine.servicelevel import LOCAL
 
 
@@ -30,11 +32,12 @@ class Report:
     allocations_by_supplier: list[tuple] = field(default_factory=list)
     performance: list[tuple] = field(default_factory=list)
     statement: Any = None
+    rules: list[tuple[str, str]] = field(default_factory=list)  # (RT11 … L11, the report's line)
     elapsed: float = 0.0
 
 
 STATUSES = ("unrouted", "held", "partially_allocated", "allocated", "shipped", "cancelled")
-ALLOCATION_HEADERS = ("alloc.", "active", "tracked", "shipped", "interc.", "cancel.", "units")
+ALLOCATION_HEADERS = ("alloc.", "active", "track.", "shipped", "interc.", "cancel.", "rej.", "units")
 PERFORMANCE_HEADERS = ("alloc.", "tracked", "on time", "late", "interc.", "loss risks", "median h")
 PERFORMANCE_COLUMNS = ("allocations", "tracked", "on_time", "late", "intercepted", "loss_risks",
                        "median_hours_to_tracking")
@@ -74,6 +77,7 @@ def finish(plan: DayPlan, app: Any, settings: Any, report: Report, console: Any)
     report.statement = issue_statement(app, settings.duckdb_path, supplier, plan.day, last_day)
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
         tables = report_tables(con)
+        report.rules = rule_lines(con, FACTORY, plan.capacity)
     report.orders_by_status = tables["orders_by_status"]
     report.allocations_by_supplier = tables["allocations_by_supplier"]
     report.performance = tables["performance"]
@@ -88,7 +92,7 @@ def report_tables(con: Any) -> dict[str, list[tuple]]:
         SELECT supplier_id, count(*),
           count(*) FILTER (WHERE status = 'active'), count(*) FILTER (WHERE status = 'tracked'),
           count(*) FILTER (WHERE status = 'shipped'), count(*) FILTER (WHERE status = 'intercepted'),
-          count(*) FILTER (WHERE status = 'cancelled'), sum(qty)
+          count(*) FILTER (WHERE status = 'cancelled'), count(*) FILTER (WHERE status = 'rejected'), sum(qty)
         FROM allocations GROUP BY supplier_id ORDER BY count(*) DESC, supplier_id""").fetchall()
     performance = con.execute(f"""
         SELECT supplier_id, {', '.join(PERFORMANCE_COLUMNS)} FROM supplier_performance
@@ -133,6 +137,12 @@ def render(report: Report, console: Any) -> None:
     for row in report.performance:
         t.add_row(row[0], *(str(x) if x is not None else "-" for x in row[1:]))
     console.print(t, "")
+
+    if report.rules:
+        console.print("When the supplier says no (issue 15)", highlight=False)
+        for _, text in report.rules:
+            console.print(wrap(text), highlight=False, markup=False)
+        console.print()
 
     st = report.statement
     first = st.period_from.astimezone(LOCAL).date()

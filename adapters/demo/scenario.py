@@ -1,6 +1,8 @@
 """The merchant's world as data: its suppliers and their offers, its shops and products, the
 links between them (reflow quantities, bundles, a warehouse serving only the south, a
-micro-supply offer), merchant codes, and the listing ids each platform shows.
+micro-supply offer), merchant codes, the listing ids each platform shows, and the few products
+and facts the day's issue-15 stories need (a factory with a daily capacity, a bulk order no single
+source covers, a supplier that rejects, an offer that drops a SKU).
 
 Nothing here is random: the seed only chooses among these (``generator``)."""
 
@@ -49,6 +51,7 @@ SUPPLIERS = (
     SupplierSpec("quanzhou-bag-09", "泉州市行者箱包有限公司", 48, 89, ("YUNDA",), 0.05, 0.03, 0.05),
     SupplierSpec("putian-sport-10", "莆田市速跑体育用品有限公司", 48, 86, ("ZTO",), 0.06, 0.05, 0.05),
     SupplierSpec("shantou-snack-12", "汕头市味道食品有限公司", 48, 91, ("YTO",), 0.04, 0.03, 0.05),
+    SupplierSpec("chenghai-toy-13", "汕头市澄海区趣捏玩具厂", 48, 90, ("ZTO",), 0.03, 0.0, 0.0),
 )
 SUPPLIER = {s.supplier_id: s for s in SUPPLIERS}
 
@@ -89,16 +92,33 @@ OFFERS = (
     OfferSpec("yiwu-daily-11", "6509901102", "桌面收纳盒三件套", (("1202001", "白色", "12.00"),)),
     OfferSpec("ningbo-kitchen-08", "6611223344", "家用空气炸锅 3.5L 无油",
               (("9901001", "奶白色", "118.00"), ("9901002", "墨绿色", "118.00"))),
+    OfferSpec("ningbo-kitchen-08", "6611229001", "定制LOGO保温杯 500ml 企业礼品", (("9902001", "白色", "16.50"),)),
+    OfferSpec("yiwu-daily-11", "6509909001", "企业定制保温杯 500ml 可印字", (("1209001", "白色", "17.80"),)),
     OfferSpec("quanzhou-bag-09", "6712345098", "通勤双肩包 防泼水 15.6寸",
               (("4401001", "黑色", "45.00"), ("4401002", "灰色", "45.00"))),
     OfferSpec("putian-sport-10", "6813579246", "纯棉中筒运动袜 5双装",
               (("5501001", "白色", "9.90"), ("5501002", "黑色", "9.90"))),
+    OfferSpec("chenghai-toy-13", "6930112233", "网红解压捏捏乐 三只装 工厂直发",
+              (("3301001", "粉色", "6.50"), ("3301002", "蓝色", "6.50"), ("3301003", "黄色", "6.50"))),
     OfferSpec("shantou-snack-12", "6924681357", "网红辣条零食大礼包 1.2kg", (("6601001", "大礼包", "15.80"),)),
 )
 OFFER_OF_SKU = {(o.supplier_id, sku): o.offer_id for o in OFFERS for sku, _, _ in o.skus}
 PRICE_RISE = ("guangzhou-beauty-03", "7700101", "23.50")  # effective at noon of the day (RC1)
 SCARCE = ("ningbo-kitchen-08", "9901001")  # sells out in the afternoon; restocked in part this morning
 SOUTH = ("广东省", "广西壮族自治区", "海南省", "福建省")  # foshan-home-06's warehouse serves these (RT9)
+
+# -- issue 15: the day's stories ----------------------------------------------------------------
+FACTORY = "chenghai-toy-13"  # declares a daily capacity its evening live-stream sale reaches (RT13)
+FLASH = ("douyin", "dy-880123", "squishy")  # sold only in that sale: the day's last douyin orders
+FLASH_ORDERS = 6
+BULK = ("taobao", "tb-36871245", "mug")  # a company's bulk order: no single source has the stock (RT12)
+BULK_QTY = 36
+BULK_STOCK = (("ningbo-kitchen-08", "9902001", 20), ("yiwu-daily-11", "1209001", 20))
+REJECTER = "foshan-home-06"  # rejects its first allocation of the day: out of stock (RT11)
+# yiwu-case-01 republishes its Pro case offer this morning: 远峰蓝 4988102 replaced by a new batch
+# 4988103; the douyin link breaks, and the merchant points it at the new SKU (L11)
+DROP = ("yiwu-case-01", "6541239912", "4988102", ("4988103", "远峰蓝 新批次", "8.50"))
+DROP_LINK = ("douyin", "dy-880123", "case15pro")
 
 
 def _c(supplier_id: str, sku: str, qty: int = 1) -> tuple[str, str, str, int]:
@@ -165,6 +185,12 @@ PRODUCTS: dict[str, ProductSpec] = {
     ), 8),
     "snack": ProductSpec("网红辣条零食大礼包", (("", "35.80", ((_c("shantou-snack-12", "6601001"),),)),), 7,
                          sku_level=False),
+    # issue 15: in no shop's list, so no random order asks for them; linked for their stories only
+    "squishy": ProductSpec("网红解压捏捏乐 三只装 直播专享", tuple(
+        (color, "19.90", ((_c(FACTORY, sku),),)) for sku, color in (("3301001", "粉色"), ("3301002", "蓝色"),
+                                                                  ("3301003", "黄色"))), 0),
+    "mug": ProductSpec("定制LOGO保温杯 500ml", (
+        ("白色", "39.90", ((_c("ningbo-kitchen-08", "9902001"),), (_c(YD, "1209001"),))),), 0),
 }
 # Merchant codes (L7): the Kuaishou shop's socks are not linked; their lines carry these codes.
 CODES = {"白色 5双装": ("WZ-5P-WHT", _c("putian-sport-10", "5501001")),
@@ -222,13 +248,15 @@ def component(c: tuple[str, str, str, int]) -> dict[str, Any]:
     return {"supplier_id": c[0], "offer_id": c[1], "supplier_sku_id": c[2], "qty": c[3]}
 
 
-def link_body(shop: ShopSpec, key: str) -> dict[str, Any]:
+def link_body(shop: ShopSpec, key: str, swap: dict[str, str] | None = None) -> dict[str, Any]:
+    """The shop's link of a product; ``swap`` points supplier SKUs at others (a mended link, L11)."""
     spec = PRODUCTS[key]
     skus = []
     for k, (_, _, alternatives) in enumerate(spec.skus):
         alts = []
         for i, alternative in enumerate(alternatives):
-            alt: dict[str, Any] = {"components": [component(c) for c in alternative]}
+            comps = [c[:2] + ((swap or {}).get(c[2], c[2]), c[3]) for c in alternative]
+            alt: dict[str, Any] = {"components": [component(c) for c in comps]}
             if spec.south_first and i == 0:
                 alt["provinces"] = list(SOUTH)
             alts.append(alt)

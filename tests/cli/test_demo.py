@@ -23,10 +23,12 @@ import pytest
 
 from adapters.demo import (
     DAYS_AGO,
+    DEFAULT_SEED,
     EXAMPLE_QUERIES,
     LATE_LINK,
     QUICK_ORDERS,
     SCARCE,
+    SUPPLIERS,
     Applied,
     DemoDay,
     DemoError,
@@ -35,6 +37,7 @@ from adapters.demo import (
     product_id,
     run_demo,
 )
+from adapters.demo.scenario import DROP, DROP_LINK, FACTORY
 from adapters.messages import BadMessage, decode
 from engine.servicelevel import LOCAL
 
@@ -120,9 +123,9 @@ def test_the_demo_runs_end_to_end_and_prints_what_the_duckdb_views_say(tmp_path)
     rows = q("""SELECT supplier_id, count(*), count(*) FILTER (WHERE status = 'active'),
                   count(*) FILTER (WHERE status = 'tracked'), count(*) FILTER (WHERE status = 'shipped'),
                   count(*) FILTER (WHERE status = 'intercepted'), count(*) FILTER (WHERE status = 'cancelled'),
-                  sum(qty) FROM allocations GROUP BY supplier_id""")
+                  count(*) FILTER (WHERE status = 'rejected'), sum(qty) FROM allocations GROUP BY supplier_id""")
     assert {r[0]: list(r[1:]) for r in rows} == per_supplier
-    assert len(per_supplier) == 12
+    assert len(per_supplier) == len(SUPPLIERS)
 
     # supplier performance, late and loss risks included
     perf = {r[0]: r[1:] for r in printed["Supplier performance (T3: late; I7: loss risks)"]}
@@ -153,11 +156,62 @@ def test_the_demo_runs_end_to_end_and_prints_what_the_duckdb_views_say(tmp_path)
     assert q("SELECT count(*) FROM allocations WHERE intercept_answer = 'too_late'")[0][0] > 0
     assert q("SELECT count(*) FROM post_shipment_aftersales")[0][0] > 0
 
+    issue_15(q, out)
+
     # the example queries an analyst can paste run as printed
     for _, sql in EXAMPLE_QUERIES:
         assert sql in out
         assert con.execute(sql).fetchall()
     con.close()
+
+
+def issue_15(q: Any, out: str) -> None:
+    """Each rule of issue 15 once in the DuckDB views, and the report's line for it says so."""
+    said = dict(re.sub(r"\s+", " ", x).split(" ", 1) for x in re.split(
+        r"\n(?=\S)", out.split("When the supplier says no (issue 15)\n")[1].split("\n\n")[0]))
+    assert list(said) == ["RT11", "RT12", "RT13", "L11"]
+    # RT11: one allocation rejected, its lines allocated at once to another supplier
+    [(aid, supplier, reason, *order)] = q("""SELECT allocation_id, supplier_id, intercept_reason, platform, shop_id,
+                                             order_id FROM allocations WHERE status = 'rejected'""")
+    [(other, rerouted)] = q("""SELECT supplier_id, allocation_id FROM allocations WHERE platform = ? AND shop_id = ?
+                               AND order_id = ? AND routed_by = 'rejected'""", *order)
+    assert other != supplier
+    assert said["RT11"].startswith(f"{supplier} rejected allocation {aid} ({reason}) at ")
+    assert said["RT11"].endswith(f"rerouted to {other} ({rerouted})")
+    # RT12: one line covered by two suppliers, each with less than the line's quantity
+    [(order_id, line_id, qty, parts)] = q("""
+        SELECT l.order_id, l.line_id, any_value(o.qty), list((l.qty, l.supplier_id) ORDER BY l.qty DESC)
+        FROM allocation_lines l JOIN allocations a USING (allocation_id)
+        JOIN order_lines o ON (o.platform, o.shop_id, o.order_id, o.line_id) = (l.platform, l.shop_id, l.order_id,
+                                                                                l.line_id)
+        WHERE a.status IN ('active', 'tracked', 'shipped') GROUP BY l.order_id, l.line_id
+        HAVING count(DISTINCT l.supplier_id) >= 2 AND max(l.qty) < any_value(o.qty)""")
+    assert len(parts) == 2 and sum(n for n, _ in parts) == qty
+    assert said["RT12"] == (f"taobao order {order_id} line {line_id} ({qty} units) split: "
+                            + " + ".join(f"{n} from {s}" for n, s in parts))
+    # RT13: the factory never past its capacity on a China-time day; two lines waited, then went at 00:00
+    day = date.fromisoformat(re.search(r"orders on (\S+) ", out)[1])
+    capacity = DemoDay(DEFAULT_SEED, QUICK_ORDERS, day).capacity
+    per_day = dict(q("""SELECT CAST(allocated_at + INTERVAL 8 HOUR AS DATE), sum(qty) FROM allocations
+                        WHERE supplier_id = ? GROUP BY ALL""", FACTORY))
+    assert per_day == {day: capacity, day + timedelta(days=1): 2}
+    waited = q("""SELECT DISTINCT r.line_id FROM facts.line_routes r WHERE r.reason = 'capacity_reached'""")
+    assert len(waited) == 2
+    assert q("""SELECT DISTINCT a.allocated_at + INTERVAL 8 HOUR FROM allocation_lines l JOIN allocations a USING
+                (allocation_id) WHERE l.line_id IN (?, ?)""", *(w[0] for w in waited)) == [
+        (datetime.combine(day + timedelta(days=1), datetime.min.time()),)]
+    assert said["RT13"].startswith(f"{FACTORY} reached its capacity of {capacity} units a day at ")
+    assert said["RT13"].endswith("2 lines waited, routed at 00:00 the next day")
+    # L11: the link of the dropped SKU broken once, healthy again now
+    platform, shop, key = DROP_LINK
+    [(sku, status)] = q("SELECT sku_id, status FROM link_health WHERE platform = ? AND product_id = ?",
+                        platform, product_id(platform, key))
+    assert status == "healthy"
+    history = q("SELECT status, missing FROM facts.link_health ORDER BY pos")
+    assert [h[0] for h in history] == ["broken", "healthy"]
+    assert json.loads(history[0][1])[0]["supplier_sku_id"] == DROP[2]
+    assert re.fullmatch(rf"link {platform}/{product_id(platform, key)}/{sku} broken at \d\d:\d\d "
+                        rf"\({DROP[0]} SKU {DROP[2]} dropped\), mended at \d\d:\d\d", said["L11"])
 
 
 # -- the same message order gives the same decisions, however it is batched ----------------------
@@ -315,3 +369,7 @@ def test_the_same_seed_on_the_same_day_gives_the_same_tables(tmp_path):
     assert first.allocations_by_supplier == second.allocations_by_supplier
     assert first.performance == second.performance
     assert first.statement.content_hash == second.statement.content_hash
+    at = re.compile(r"\d\d:\d\d")  # L11 happens this morning, at the broker's time
+    assert [at.sub("hh:mm", text) if rule == "L11" else text for rule, text in first.rules] == [
+        at.sub("hh:mm", text) if rule == "L11" else text for rule, text in second.rules]
+    assert [rule for rule, text in first.rules if "not seen" not in text] == ["RT11", "RT12", "RT13", "L11"]
