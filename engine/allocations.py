@@ -73,7 +73,6 @@ class Allocation(Aggregate):
         if reason not in REJECT_REASONS:
             raise InvalidCommand(f"reason: must be one of {', '.join(REJECT_REASONS)}, got {reason!r}", "RT11")
         self.check_owner(supplier_id, "RT11")
-        self.check_after_allocation("rejected_at", at, "RT11")
         if self.status == "rejected":
             return False
         if self.tracking_no is not None:
@@ -102,13 +101,6 @@ class Allocation(Aggregate):
                 f"allocation_id: {self.allocation_id} already has tracking ({self.status}); "
                 "open an after-sale instead", "I5")
 
-    def check_after_allocation(self, field: str, at: datetime, rule: str) -> None:
-        """A supplier answers an allocation after it was made, not before."""
-        if self.allocated_at is not None and at < self.allocated_at:
-            raise TrackingRefused(
-                f"{field}: {at.isoformat()} is before allocation {self.allocation_id} was made "
-                f"({self.allocated_at.isoformat()})", rule)
-
     def check_owner(self, supplier_id: str, rule: str) -> None:
         """Rules T1, I8: only the supplier the allocation went to may answer for it."""
         if self.supplier_id != supplier_id:
@@ -136,7 +128,6 @@ class Allocation(Aggregate):
         """Rules T1, I7: `tracked`, `duplicate`, or `loss_risk` (the allocation was stopped)."""
         check_tracking(carrier, tracking_no)
         self.check_owner(supplier_id, "T1")
-        self.check_after_allocation("uploaded_at", at, "T1")
         if self.tracking_no is not None:
             if (self.carrier, self.tracking_no) == (carrier, tracking_no):
                 return "duplicate"
