@@ -35,9 +35,10 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
-from engine.allocations import Allocated
+from engine.allocations import Allocated, AllocationOverdue
 from engine.anchor import ANCHOR_ID, GENESIS, LogAnchor, LogAnchored
 from engine.base import decode_event, digest_bytes, encode_event
+from engine.clock import DeadlinePassed
 from engine.order_events import OrderRouted
 from engine.policy import Decision, decide
 
@@ -173,6 +174,7 @@ class _Scan:
         self.chain_began: int | None = None
         self.routed: dict[str, tuple] = {}  # allocation named by an OrderRouted, no Allocated yet
         self.allocated: dict[str, tuple] = {}  # Allocated not yet named by an OrderRouted
+        self.ship_by: dict[Any, Any] = {}  # allocation aggregate -> its ship-by time (T4)
         self.head = GENESIS
         self.pos = 0
 
@@ -276,6 +278,12 @@ class _Scan:
         elif kind is Allocated:
             if self.routed.pop(event.allocation_id, None) is None:
                 self.allocated[event.allocation_id] = (n.id, n.topic, n.originator_id, version)
+            self.ship_by[event.originator_id] = event.ship_by
+        elif kind is DeadlinePassed and event.at != event.due:
+            raise _Broken(self._problem(n, f"rule T4: a deadline due {event.due.isoformat()} passed as of "
+                                           f"{event.at.isoformat()}, not its due time"))
+        elif kind is AllocationOverdue and event.at != self.ship_by.get(event.originator_id, event.ship_by):
+            raise _Broken(self._problem(n, "rule T4: an overdue reminder not dated at its allocation's ship-by time"))
 
     def check_decision(self, n: Any, event: OrderRouted) -> None:
         again = decide(event.input)

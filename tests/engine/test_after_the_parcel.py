@@ -102,3 +102,16 @@ def test_t4_reroute_overdue_hours_is_whole_hours_or_never(two):
     [a] = live(two, "O1")
     two.pass_time(a.ship_by + 10 * H)
     assert two.allocation(a.allocation_id).status == "active"
+
+
+def test_t4_verify_re_checks_that_deadlines_passed_as_of_their_due_times(two):
+    from replay.verify import verify
+
+    two.set_merchant_settings("default", reroute_overdue_hours=2, at=T0 - H)
+    place(two, "O1", line("L1", "P1"))
+    [a] = live(two, "O1")
+    two.pass_time(a.ship_by + 30 * H)  # down for a day: reminded and re-routed as of their due times
+    result = verify(two, anchor=False)
+    assert result.ok, result.problem
+    b = next(x for x in allocations(two, "O1") if x.supplier_id == "SUP-B")  # the re-route is late too by then
+    assert [e.at for e in events(two, AllocationOverdue)] == [a.ship_by, b.ship_by]
