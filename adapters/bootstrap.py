@@ -47,19 +47,23 @@ class Settings:
 
     def as_options(self) -> list[str]:
         """The global options that give these settings from any directory, for a command to copy:
-        those that differ from the defaults, paths made absolute (a SQLite ``--store`` or a
-        ``--duckdb`` that is the ``--data-dir`` default left out), a password in a URL as ``***``."""
+        paths made absolute, a password in a URL as ``***``. ``--data-dir`` always, the default one
+        too (it is relative to the current directory), unless a SQLite ``--store`` and a ``--duckdb``
+        are given (the key is beside the store); a ``--store`` or ``--duckdb`` that is the data
+        directory's default is left out, as is the default ``--nats``."""
         from adapters.storekey import shown
 
         home = self.data_dir.expanduser().absolute()
         words = []
-        if self.store and _absolute_store(self.store) != _absolute_store(default_store_url(home)):
-            words += ["--store", shown(_absolute_store(self.store))]
-        if self.duckdb is not None and self.duckdb.expanduser().absolute() != home / "reflow.duckdb":
-            words += ["--duckdb", str(self.duckdb.expanduser().absolute())]
+        store = _absolute_store(self.store) if self.store else None
+        if store and store != _absolute_store(default_store_url(home)):
+            words += ["--store", shown(store)]
+        duckdb = self.duckdb.expanduser().absolute() if self.duckdb is not None else None
+        if duckdb and duckdb != home / "reflow.duckdb":
+            words += ["--duckdb", str(duckdb)]
         if self.nats_url != DEFAULT_NATS_URL:
             words += ["--nats", shown(self.nats_url)]
-        if home != Path(DEFAULT_DATA_DIR).absolute():
+        if not ("--store" in words and store.lower().startswith("sqlite:") and "--duckdb" in words):
             words += ["--data-dir", str(home)]
         return words
 

@@ -7,8 +7,10 @@ URL show ...`` (``adapters.cli_options``; the last wins); before it, each also r
 line on stderr, ``reflow: <reason>``, never a traceback or a usage box.
 
 The commands live by area in ``cli_run`` (serve, schema, demo), ``cli_projections`` (statement,
-rebuild) and ``cli_replay`` (prelink, whatif, audit, verify); this module holds the app, the global
-options, the order of the commands and the entry point ``main``.
+rebuild) and ``cli_replay`` (prelink, whatif, audit, verify); ``cli_guard`` holds the checks that
+let a refused command change nothing. This module holds the app, the global options, the order of
+the commands and the entry point ``main``; a group given no command (``reflow``, ``reflow show``)
+is one line too.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from adapters.cli_options import ReflowGroup
 from adapters.store import DEFAULT_DATA_DIR
 
 app = typer.Typer(
-    name="reflow", cls=ReflowGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    name="reflow", cls=ReflowGroup, add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
     help="Event-sourced order routing for dropshipping merchants.",
 )
 
@@ -85,7 +87,14 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - usage errors (typer's own click), the projection's, the unexpected
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             message = exc.format_message().replace(": Value error, ", ": ")  # typer's pydantic says "Value error"
-            if not message:  # e.g. no command given: the help was printed already
+            if message == "Missing command." and getattr(exc, "ctx", None) is not None:  # `reflow`, `reflow show`
+                names, at = [], exc.ctx
+                while at.parent is not None:  # the root's name may be `python -m adapters.cli`
+                    names.insert(0, at.info_name)
+                    at = at.parent
+                path = " ".join(["reflow", *names])
+                message = f"missing command; {path} --help lists them"
+            if not message:  # the help was printed already
                 raise SystemExit(exc.exit_code) from None
             fail(message, code=exc.exit_code)
         from projections.runner import ProjectionRefused

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -126,6 +127,29 @@ def check_platform(platform: str) -> None:
 
     if platform not in PLATFORMS:
         raise ValueError(f"--platform: {platform!r} is not one of {', '.join(PLATFORMS)}")
+
+
+def check_duckdb_dir(path: Path) -> None:
+    """Refuse, before anything is made, a ``--duckdb`` file in a directory that does not exist:
+    reflow creates no directory for it (only ``serve`` and ``demo`` make their data directory)."""
+    folder = path.parent
+    if not folder.is_dir():
+        why = "is not a directory" if folder.exists() else "does not exist"
+        raise ValueError(f"--duckdb {path}: the directory {folder} {why} (reflow creates none)")
+
+
+def given(ctx: Any, name: str) -> bool:
+    """Was the global option ``name`` (store, duckdb, nats_url, data_dir) given: before the command
+    or by its ``REFLOW_*`` variable, between a group and its command, or after the command?"""
+    while ctx is not None:
+        try:
+            source = ctx.get_parameter_source(name)
+        except (AttributeError, KeyError):
+            source = None
+        if source is not None and source.name != "DEFAULT":
+            return True
+        ctx = ctx.parent
+    return False
 
 
 def progress_bar(label: str):

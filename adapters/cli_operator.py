@@ -21,7 +21,7 @@ from adapters.cli_common import check_platform, fail
 WAIT = typer.Option(10.0, "--wait", min=0.0, metavar="SECONDS",
                     help="How long to wait for reflow serve to apply it (0: publish and return).")
 
-link_app = typer.Typer(name="link", no_args_is_help=True, help="A shop product's link: set it, show it.")
+link_app = typer.Typer(name="link", no_args_is_help=False, help="A shop product's link: set it, show it.")
 
 
 def release(
@@ -212,8 +212,11 @@ def publish(
     except BadMessage as bad:
         raise ValueError(f"{bad.reason}; nothing published") from None
     from adapters.bootstrap import check_store
+    from adapters.cli_common import given
 
-    check_store(ctx.obj, required=False)  # needs no store, but never goes ahead with another store's key
+    # Needs no store, but never goes ahead with another store's key, nor with a store named on
+    # purpose (--store, --data-dir or REFLOW_STORE) that is not a reflow store.
+    check_store(ctx.obj, required=given(ctx, "store") or given(ctx, "data_dir"))
     try:
         [sent] = send(ctx.obj.nats_url, [(full, data)], wait=wait)
     except NotApplied as late:

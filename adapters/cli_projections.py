@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import typer
@@ -27,37 +27,46 @@ def statement(
 ) -> None:
     """Issue a supplier statement (rules RC1-RC5) and print it; with --id, print or export one
     issued before (nothing is issued)."""
-    from datetime import date
-
     from adapters.bootstrap import open_app
+    from adapters.cli_common import check_duckdb_dir
+    from adapters.cli_guard import may_issue, removed_if_refused
     from engine.servicelevel import LOCAL
     from engine.statements import StatementRefused, issued
     from projections.export import COLUMNS, check_out, export_statement, rows, summary
     from projections.statements import EmptyStatement, issue_statement
 
     settings: Settings = ctx.obj
+    if statement_id is not None:
+        also = [o for o, v in (("--supplier", supplier), ("--from", date_from), ("--to", date_to),
+                               ("--allow-empty", allow_empty or None)) if v is not None]
+        if also:
+            raise ValueError(f"--id: prints or exports a statement issued before; {', '.join(also)} would "
+                             "be ignored (give --id alone, or those without --id to issue one)")
     if out is not None:
         check_out(out)  # before anything is issued
     if statement_id is None:
         missing = [o for o, v in (("--supplier", supplier), ("--from", date_from), ("--to", date_to)) if v is None]
         if missing:
             raise ValueError(f"{', '.join(missing)}: needed to issue a statement (or --id to export one issued)")
-        try:
-            first, last = date.fromisoformat(date_from), date.fromisoformat(date_to)  # type: ignore[arg-type]
-        except ValueError as exc:
-            raise ValueError(f"--from/--to: {exc} (use YYYY-MM-DD)") from None
+        first, last = _day("--from", date_from), _day("--to", date_to)
     application = open_app(settings)
     try:
         if statement_id is not None:
             st = issued(application, statement_id)
         else:
-            st = issue_statement(application, settings.duckdb_path, supplier, first, last, allow_empty=allow_empty)
+            check_duckdb_dir(settings.duckdb_path)
+            may_issue(application, supplier, first, last)  # refused here, before a DuckDB file is made
+            with removed_if_refused(settings.duckdb_path):
+                st = issue_statement(application, settings.duckdb_path, supplier, first, last,
+                                     allow_empty=allow_empty)
     except EmptyStatement as empty:
         raise ValueError(f"{empty} (--allow-empty issues it anyway)") from None
     except StatementRefused as refused:  # RC4's times to the second, in China time, as elsewhere
         raise ValueError(_to_the_second(str(refused), refused.next_allowed)) from None
     finally:
         application.close()
+    if statement_id is None and fmt is not Format.table:  # csv and json alone on stdout; scripts find the id
+        typer.echo(f"issued {st.statement_id}", err=True)
     if fmt is Format.csv:
         write_rows(fmt, rows(st), COLUMNS)
     elif fmt is Format.json:  # the summary's times as the rows' are: China time with the offset
@@ -88,6 +97,15 @@ def statement(
         console(stderr=fmt is not Format.table).print(f"written {out}")
 
 
+def _day(option: str, value: str) -> date:
+    """A China-time day; refused in one line naming the option."""
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        why = "" if "isoformat" in str(exc) else f": {exc}"
+        raise ValueError(f"{option}: {value!r} is not a day YYYY-MM-DD{why}") from None
+
+
 def _to_the_second(message: str, next_allowed: datetime | None) -> str:
     """The times in a refusal to the second, China time: the next allowed one rounded up (at the
     time printed it is allowed), the others down."""
@@ -108,11 +126,13 @@ _ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)"
 def rebuild(ctx: typer.Context) -> None:
     """Rebuild every projection from the event store alone (stop `reflow serve` first)."""
     from adapters.bootstrap import open_app
+    from adapters.cli_common import check_duckdb_dir
     from projections.rebuild import rebuild as run_rebuild
 
     settings: Settings = ctx.obj
     application = open_app(settings)
     try:
+        check_duckdb_dir(settings.duckdb_path)  # the store's refusals first, as every command's
         n = run_rebuild(application, settings.duckdb_path, progress=True)
     finally:
         application.close()

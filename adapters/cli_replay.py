@@ -43,12 +43,14 @@ def prelink(
 ) -> None:
     """Pull pre-link orders (rule L10): route the product's orders that waited for its link."""
     from adapters.bootstrap import open_app
-    from replay.export import export_rows
+    from replay.export import check_out, export_rows
     from replay.prelink import pull
 
     check_platform(platform)
     if window_days < 1:
         raise ValueError(f"--window-days: must be >= 1, got {window_days}")
+    if out is not None:
+        check_out(out)  # before any work: a new .csv or .parquet in a directory that exists
     application = open_app(ctx.obj)
     try:
         with progress_bar("pulling orders") as bar:
@@ -136,10 +138,12 @@ def whatif(
     from decimal import Decimal, InvalidOperation
 
     from adapters.bootstrap import open_app
-    from replay.export import export_rows
+    from replay.export import check_out, export_rows
     from replay.whatif import Change, replay
 
     check_platform(platform)
+    if out is not None:
+        check_out(out)  # before any work or output
     start, end = parse_when("--from", date_from, end_of_day=False), parse_when("--to", date_to, end_of_day=True)
     if end < start:
         raise ValueError("--to: must not be before --from")
@@ -149,8 +153,8 @@ def whatif(
             tolerance = Decimal(split_tolerance)
         except InvalidOperation:
             raise ValueError(f"--split-tolerance: {split_tolerance!r} is not a decimal number") from None
-        if not tolerance.is_finite() or tolerance < 0:
-            raise ValueError(f"--split-tolerance: must be >= 0, got {split_tolerance}")
+        if not tolerance.is_finite() or not 0 <= tolerance <= 1:  # RT10: a fraction of the cheapest split's cost
+            raise ValueError(f"--split-tolerance: a fraction from 0 to 1 (0.05 is 5%), got {split_tolerance}")
     skus = None
     if link_file is not None:
         if product is None:
@@ -165,6 +169,8 @@ def whatif(
                     split_lines=None if split_lines is None else split_lines == "on", capacity=capacities)
     application = open_app(ctx.obj)
     try:
+        _known_suppliers(application, [*(("--without-supplier", s) for s in without),
+                                       *(("--capacity", s) for s, _ in capacities)])
         with progress_bar("replaying decisions") as bar:
             task = bar.add_task("events", total=None)
             report = replay(application, platform, shop, start, end, change, product_id=product,
@@ -195,7 +201,17 @@ def whatif(
                     f"not a saving); {len(report.newly_routed)} unroutable before would be routed")
     if out is not None:
         rows = [r.as_dict() for r in report.rows]
-        notes.print(f"written {export_rows(rows, WHATIF_COLUMNS[:8], out)}")
+        notes.print(f"written {export_rows(rows, WHATIF_COLUMNS, out)}")  # the columns of --format csv
+
+
+def _known_suppliers(app, given: list[tuple[str, str]]) -> None:
+    """Refuse, in one line naming the option, a supplier reflow does not know (as `reflow statement` does)."""
+    from engine import ids
+    from engine.catalog import Supplier
+
+    for option, supplier in given:
+        if app.load(Supplier, ids.supplier_id(supplier)) is None:
+            raise ValueError(f"{option}: reflow knows no supplier {supplier!r} (no supplier.upserted for it)")
 
 
 def _routes(recorded: str, what_if: str) -> str:

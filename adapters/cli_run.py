@@ -22,12 +22,15 @@ def serve(
         10.0, min=1.0, help="Seconds before an unacknowledged message is delivered again."),
 ) -> None:
     """Consume REFLOW_IN, route, publish REFLOW_OUT, keep projections current, until SIGTERM/SIGINT."""
+    from adapters.cli_guard import Debris, check_serve
     from adapters.serve import serve as run_serve
 
+    settings: Settings = replace(ctx.obj, create_store=True)  # serve and demo alone may create a store
+    check_serve(settings)  # --duckdb, the store, NATS: refused before the store is created
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s reflow %(levelname)s %(message)s")
-    settings: Settings = replace(ctx.obj, create_store=True)  # serve and demo alone may create a store
-    server = asyncio.run(run_serve(settings, batch=batch, ack_wait=ack_wait))
+    with Debris(settings).removed_if_refused():  # a store it made, refused with no event in it: removed
+        server = asyncio.run(run_serve(settings, batch=batch, ack_wait=ack_wait))
     logging.getLogger("reflow.serve").info(
         "stopped: %d applied, %d dead-lettered, %d published",
         server.applied, server.dead, server.publisher.published)
@@ -55,15 +58,22 @@ def demo(
     Starts a private NATS server and `reflow serve`, publishes the day as
     shops and suppliers would, then prints orders by status, allocations and
     performance per supplier, one statement, and the DuckDB file with queries."""
+    import tempfile
+
+    from adapters.cli_common import given
+    from adapters.cli_guard import Debris, check_demo
     from adapters.demo import QUICK_ORDERS, run_demo
 
     settings: Settings = ctx.obj
     # Given before the command (or by REFLOW_*), or after it (adapters.cli_options; demo's own --data-dir)
-    sources = {name: (ctx.parent.get_parameter_source(name), ctx.get_parameter_source(name))
-               for name in ("store", "duckdb", "data_dir")}
-    given = {name: any(s is not None and s.name != "DEFAULT" for s in pair) for name, pair in sources.items()}
-    if data_dir is None and given["data_dir"]:
+    if data_dir is None and given(ctx, "data_dir"):
         data_dir = settings.data_dir
-    run_demo(seed=seed, orders=QUICK_ORDERS if quick else orders, data_dir=data_dir,
-             store=settings.store if given["store"] else None,
-             duckdb_path=settings.duckdb if given["duckdb"] else None)
+    store = settings.store if given(ctx, "store") else None
+    duckdb = settings.duckdb if given(ctx, "duckdb") else None
+    check_demo(data_dir, store, duckdb)  # each refusal names its option, before anything is made
+    made = () if data_dir is not None else (data_dir := Path(tempfile.mkdtemp(prefix="reflow-demo-")),)
+    debris = Debris(Settings(store=store, duckdb=duckdb, data_dir=data_dir), data_dir / "nats",
+                    data_dir / "nats-server.log", made=made)
+    with debris.removed_if_refused():  # refused before its store held an event: nothing left behind
+        run_demo(seed=seed, orders=QUICK_ORDERS if quick else orders, data_dir=data_dir, store=store,
+                 duckdb_path=duckdb)

@@ -22,7 +22,7 @@ import typer
 from adapters.cli_common import FORMAT, Format, console, shell_command, table, write_rows
 from adapters.cli_common import text as _text
 
-show_app = typer.Typer(name="show", no_args_is_help=True,
+show_app = typer.Typer(name="show", no_args_is_help=False,
                        help="What needs a person's attention, from the analysts' DuckDB views.")
 
 
@@ -163,6 +163,10 @@ def show(path: Any, name: str, fmt: Format) -> None:
     except duckdb.Error as e:
         raise ValueError(f"--duckdb {path}: cannot be read as reflow's analysts' file "
                          f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if fmt is Format.json and "missing" in names:  # rule L11's list as a list (csv keeps its JSON text)
+        import json
+
+        rows = [{**r, "missing": json.loads(r["missing"] or "[]")} for r in rows]
     if fmt is not Format.table:
         write_rows(fmt, rows, names)
     else:

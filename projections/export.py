@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -62,18 +63,21 @@ def _day(at: datetime, end: bool = False) -> str:
 
 
 def text(value: object) -> str:
+    """A CSV cell as `--format csv` prints it: nothing for None, times in China time with their offset."""
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.isoformat()
+        return (value.astimezone(LOCAL) if value.tzinfo else value).isoformat()
     return str(value)
 
 
-def check_out(path: str | os.PathLike) -> Path:
-    """Refuse an export path before anything is issued: a known extension, no existing file."""
+def check_out(path: str | os.PathLike, kinds: Collection[str] = (".csv", ".parquet", ".xlsx")) -> Path:
+    """Refuse an export path before any work (before anything is issued): one of the `kinds` of
+    file, no existing file (never overwritten), in a directory that exists (none is created)."""
     path = Path(path)
-    if path.suffix.lower() not in WRITERS:
-        raise InvalidCommand(f"--out: {path.name} must end in .csv, .parquet or .xlsx")
+    if path.suffix.lower() not in kinds:
+        *first, last = kinds
+        raise InvalidCommand(f"--out: {path.name} must end in {', '.join(first)} or {last}")
     if path.exists():
         raise InvalidCommand(f"--out: {path} exists; reflow does not overwrite it (choose another name)")
     folder = path.parent

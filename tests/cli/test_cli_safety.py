@@ -276,6 +276,10 @@ def test_rebuild_never_overwrites_a_file_that_is_not_reflows_duckdb(tmp_path, ca
         assert tree(tmp_path) == before
     assert report.read_text() == "order,amount\nE0,29.90\n"
     ours = tmp_path / "new" / "reflow.duckdb"  # a path that does not exist is fine, and reflow's file too
+    code, _, err = cli(capsys, monkeypatch, "rebuild", "--store", store, "--duckdb", str(ours))
+    one_line(err, f"--duckdb {ours}", "does not exist")  # but no directory is made for it (issue 14)
+    assert code == 1 and not ours.parent.exists()
+    ours.parent.mkdir()
     for _ in range(2):
         code, out, err = cli(capsys, monkeypatch, "rebuild", "--store", store, "--duckdb", str(ours))
         assert code == 0, err
