@@ -20,17 +20,24 @@ def serve(
     batch: int = typer.Option(256, min=1, max=10_000, help="Messages fetched and applied per batch."),
     ack_wait: float = typer.Option(
         10.0, min=1.0, help="Seconds before an unacknowledged message is delivered again."),
+    clock: str = typer.Option(
+        "wall", "--clock", metavar="wall|messages",
+        help="How time passes for deadlines (RT13 new day, M2 expiry, T4 ship-by): wall = serve ticks every 10 s "
+             "(to the last message's broker time while catching up, then to now); messages = only "
+             "reflow.in.clock.tick moves time (replaying old traffic, a producer driving its own timeline)."),
 ) -> None:
     """Consume REFLOW_IN, route, publish REFLOW_OUT, keep projections current, until SIGTERM/SIGINT."""
     from adapters.cli_guard import Debris, check_serve
     from adapters.serve import serve as run_serve
 
+    if clock not in ("wall", "messages"):
+        raise ValueError(f"--clock: must be wall or messages, got {clock!r}")
     settings: Settings = replace(ctx.obj, create_store=True)  # serve and demo alone may create a store
     check_serve(settings)  # --duckdb, the store, NATS: refused before the store is created
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s reflow %(levelname)s %(message)s")
     with Debris(settings).removed_if_refused():  # a store it made, refused with no event in it: removed
-        server = asyncio.run(run_serve(settings, batch=batch, ack_wait=ack_wait))
+        server = asyncio.run(run_serve(settings, batch=batch, ack_wait=ack_wait, clock=clock))
     logging.getLogger("reflow.serve").info(
         "stopped: %d applied, %d dead-lettered, %d published",
         server.applied, server.dead, server.publisher.published)

@@ -380,3 +380,10 @@ def test_rebuild_beside_a_projection_runner_is_one_line_leading_with_duckdb(tmp_
         holder.wait()
     assert (path.stat().st_size, path.stat().st_mtime_ns) == published  # refused: nothing changed
     assert Path(f"{path}.work").exists()
+
+
+def test_serve_clock_option_is_checked_before_anything_is_created(tmp_path, capsys, monkeypatch):
+    data = tmp_path / "fresh"
+    code, _, err = cli(capsys, monkeypatch, "serve", "--clock", "sometimes", "--data-dir", str(data))
+    assert code == 1 and err.count("\n") == 1 and "--clock" in err, err
+    assert not data.exists()
