@@ -1,9 +1,14 @@
-"""``DemoDay``: the generated day of one merchant as a deterministic timeline of four stages
-(``play``): the opening, the day's orders, the suppliers' answers, this morning. The demo drives
-its own clock: a ``clock.tick`` at each midnight of the timeline and at the start of the morning.
+"""``DemoDay``: the generated day of one merchant as a deterministic timeline (``play``): the
+opening; the day and the days after, in the order of time, with the suppliers' and the shops'
+answers as ``REFLOW_OUT`` calls for them (``reactions``); this morning.
 
-A stage is made only from the plan (``generator``) and what the stages before it caused once
-applied (``reactions``), so every run of a seed and day publishes the same messages."""
+The demo drives its own clock, and a ``clock.tick`` at ``T`` goes out only once every message of
+the timeline dated at or before ``T`` is out, the answers to them included: at each midnight, and
+just after the ship-by time of each parcel its supplier tracks late or never (and when the
+merchant's re-route falls due), so the overdue reminders (T4) are those of the parcels really
+untracked at their ship-by. A stage is made only from the plan and what the stages before it
+caused, once applied (a step of the days is a stage of its own), so every run of a seed and day
+publishes the same messages."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from adapters.demo.scenario import (
     BULK,
     CODE_ONLY,
     CODES,
+    DAYS_AGO,
     FACTORY,
     FLASH,
     HOLD_OVER,
@@ -25,6 +31,7 @@ from adapters.demo.scenario import (
     OFFERS,
     PRICE_RISE,
     PRODUCTS,
+    REROUTE_OVERDUE_HOURS,
     SHOPS,
     SUPPLIERS,
     component,
@@ -32,7 +39,14 @@ from adapters.demo.scenario import (
     product_id,
     sku_id,
 )
-from adapters.demo.wire import Message, Stage, iso
+from adapters.demo.wire import Message, Stage, Timed, iso
+
+CLOCK_STEP = 30 * 60  # seconds: a deadline passes at the next half hour after it (a late tracking comes later)
+
+
+def tick_after(at: datetime) -> datetime:
+    """The clock's next half hour strictly after ``at`` (China time is a whole number of hours off UTC)."""
+    return datetime.fromtimestamp((int(at.timestamp()) // CLOCK_STEP + 1) * CLOCK_STEP, at.tzinfo)
 
 
 class DemoDay(Reactions):
@@ -41,21 +55,47 @@ class DemoDay(Reactions):
     # the timeline ---------------------------------------------------------------------------
 
     async def play(self, stage: Stage) -> SupplierWork:
-        """The day's four stages, in order. A stage is made only from the plan and what the
-        stages before it caused, once they are applied, never from anything that happens while
-        messages are in flight; so the whole message sequence is the same on every run of a seed
-        and day, and so are serve's decisions (the engine decides by message order, not by how
-        the messages were batched). The restock (and the morning's clock tick) is dated at the
-        broker's time of the suppliers' last answer, the latest time serve has seen, and so after
-        the offer's publication; the other clock ticks are the timeline's midnights."""
+        """The opening, the days in the order of time, this morning. The restock (and the
+        morning's clock tick) is dated at the broker's time of the timeline's last message, the
+        latest time serve has seen, and so after the offer's publication."""
         work = SupplierWork()
         await stage("opening: shops, suppliers, offers, links", self.opening())
-        day = await stage(f"the day {self.day}: {self.n_orders:,} orders", self.the_day())
-        answers = await stage("suppliers: tracking, intercept answers, a rejection", self.suppliers_answer(day.out, work))
-        await stage("this morning: restock, a SKU replaced, pull, releases", self.morning(answers.out, work, answers.last_at))
+        last_at = await self.days(stage, work)
+        await stage("this morning: restock, a SKU replaced, pull, releases", self.morning(work, last_at))
         return work
 
-    # stage 1: the opening ------------------------------------------------------------------
+    async def days(self, stage: Stage, work: SupplierWork) -> datetime:
+        """The day's messages and the answers to them, in steps along the clock. Each step sends the
+        next tick once nothing dated at or before it waits, then what is due by the tick after: the
+        shops' messages first, and the suppliers' only in a step of their own, so a supplier has
+        seen every intercept the shops' messages caused before its tracking goes out. Returns the
+        broker's time of the last message."""
+        for n, x in enumerate(self.the_day()):
+            work.pending[f"day/{n:06d}"] = x
+        midnights = {self.start + timedelta(days=k) for k in range(1, DAYS_AGO)}
+        ticked: datetime | None = None
+        last_at = self.start
+        while True:
+            ticks = sorted(midnights | {tick_after(t) for ts in work.deadlines.values() for t in ts})
+            after = [t for t in ticks if ticked is None or t > ticked]
+            due = [k for k, x in work.pending.items() if not after or x.at <= after[0]]
+            step: list[Timed] = []
+            if after and not due:  # everything up to the tick is out: the clock reaches it
+                ticked = after.pop(0)
+                step.append(Timed(ticked, "clock", (), "clock.tick", {"at": iso(ticked)}))
+                due = [k for k, x in work.pending.items() if not after or x.at <= after[0]]
+            shops = [k for k in due if work.pending[k].side == "shop"]
+            step += sorted((work.pending.pop(k) for k in shops or due), key=Timed.order)
+            work.sent.update(shops or due)
+            if not step:
+                return last_at
+            title = (f"the day {self.day}: {self.n_orders:,} orders" if ticked is None
+                     else "the days after: answers and the clock")
+            applied = await stage(title, [self.msg(x.subject, x.body) for x in step])
+            last_at = applied.last_at
+            self.react(applied.out, work)
+
+    # the opening ---------------------------------------------------------------------------
 
     def opening(self) -> list[Message]:
         m, out = self.msg, []
@@ -65,7 +105,7 @@ class DemoDay(Reactions):
         out.append(m("merchant.settings", {
             "merchant_id": MERCHANT, "source_pool": False, "split_tolerance": "0.05",
             "hold_amount_over": str(HOLD_OVER), "hold_remark_words": list(HOLD_WORDS), "hold_out_of_stock": False,
-            "split_lines": True}))  # RT12
+            "split_lines": True, "reroute_overdue_hours": REROUTE_OVERDUE_HOURS}))  # RT12, T4
         for s in SUPPLIERS:
             body = {"supplier_id": s.supplier_id, "name": s.name, "active": True,
                     "ship_within_hours": s.ship_within_hours, "fulfilment_score": s.score}
@@ -105,11 +145,11 @@ class DemoDay(Reactions):
                                      "sku_id": sku_id(pdd.platform, "blanket", 1), "ratio": "0.5", "min_stock": 20}))
         return out
 
-    # stage 2: the day ----------------------------------------------------------------------
+    # the day -------------------------------------------------------------------------------
 
-    def the_day(self) -> list[Message]:
-        """Orders and what the shops report about them, in time order; one producer bug; the clock
-        passing midnight (the factory's capacity is new again, RT13)."""
+    def the_day(self) -> list[Timed]:
+        """Orders and what the shops report about them, in time order; one producer bug. The clock
+        is the timeline's (``days``)."""
         r = self.rng
         timed: list[tuple[datetime, int, str, dict[str, Any]]] = []
 
@@ -152,10 +192,8 @@ class DemoDay(Reactions):
         at(self.start + timedelta(hours=9), "supplier.price", {
             "supplier_id": offer.supplier_id, "supplier_sku_id": sku, "price": float(price),
             "effective_from": iso(self.start - timedelta(days=60))})
-        midnight = self.start + timedelta(days=1)
-        at(midnight, "clock.tick", {"at": iso(midnight)})
         timed.sort(key=lambda x: (x[0], x[1]))
-        return [self.msg(subject, body) for _, _, subject, body in timed]
+        return [Timed(when, "shop", (0, n), subject, body) for when, n, subject, body in timed]
 
     def placed_body(self, o: PlannedOrder) -> dict[str, Any]:
         lines = []

@@ -1,7 +1,8 @@
 """The generated day's orders, from a seed: who buys what, when, in which shop; which orders get
 which trouble (cancelled, held, reviewed, address changed, refunded); the issue-15 stories (a
-factory's evening live-stream sale past its capacity, a bulk order split between two sources);
-each supplier SKU's stock.
+factory's evening live-stream sale past its capacity, a bulk order split between two sources); the
+issue-16 stories (a parcel never shipped, a parcel sent back) and the after-sales of delivered
+parcels; each supplier SKU's stock.
 
 Deterministic for (seed, orders, day): one ``random.Random`` seeded with them, drawn in a fixed
 order (the stories draw from their own). The stages made of these orders are in ``day`` and
@@ -29,7 +30,9 @@ from adapters.demo.scenario import (
     FLASH_ORDERS,
     HOLD_OVER,
     OFFERS,
+    OVERDUE,
     PRODUCTS,
+    RETURNED,
     SCARCE,
     SHOPS,
     ShopSpec,
@@ -82,6 +85,7 @@ class DayPlan:
         self.orders = self._orders()
         self._assign_roles()
         self.flash, self.capacity, self.bulk = self._stories()
+        self.overdue, self.returned, self.after_delivery = self._after_the_parcel()
         self.stock = self._stock()
 
     # ids -----------------------------------------------------------------------------------
@@ -221,6 +225,34 @@ class DayPlan:
             bulk.lines = [Line(f"{bulk.order_id}-1", key, 0, BULK_QTY, price_on(platform, PRODUCTS[key].skus[0][1]))]
             bulk.remark = "公司年会礼品，杯身印公司LOGO"
         return flash, capacity, bulk
+
+    def _after_the_parcel(self) -> tuple[PlannedOrder | None, PlannedOrder | None, list[PlannedOrder]]:
+        """Issue 16, made of plain orders of the morning (so the parcel's ship-by is that night, T3),
+        each the only order of its second, drawn from a random source of their own:
+
+        - T4: a douyin order for one black case; its supplier never ships it (``FORGETFUL``);
+        - RC6: a tmall order for one serum; its parcel is returned, and the merchant sends it back.
+
+        Also the orders whose buyers open an after-sale once their parcels are out (I2)."""
+        r = random.Random(f"reflow-demo/{self.seed}/{self.n_orders}/stories16")
+        taken = {o.key for o in self.flash} | ({self.bulk.key} if self.bulk else set())
+        seconds = Counter(o.placed_at for o in self.orders)
+
+        def story(where: tuple[str, str, str], k: int) -> PlannedOrder | None:
+            platform, shop_id, key = where
+            fits = [o for o in self.orders if o.key[:2] == (platform, shop_id) and o.role == "plain"
+                    and o.key not in taken and 9 <= o.placed_at.hour < 15 and seconds[o.placed_at] == 1
+                    and not any(ln.product == "powerbank" for ln in o.lines)]  # pre-link orders wait (L10)
+            if not fits:
+                return None
+            o = r.choice(fits)
+            o.lines = [Line(f"{o.order_id}-1", key, k, 1, price_on(platform, PRODUCTS[key].skus[k][1]))]
+            taken.add(o.key)
+            return o
+
+        overdue, returned = story(OVERDUE, 0), story(RETURNED, 0)
+        plain = [o for o in self.orders if o.role == "plain" and o.key not in taken]
+        return overdue, returned, r.sample(plain, k=min(len(plain), max(3, len(plain) * 4 // 100)))
 
     def _stock(self) -> dict[tuple[str, str], int]:
         """Each supplier SKU's stock: what the day could ask of it and some more; SCARCE runs out."""

@@ -42,6 +42,7 @@ async def run_stages(plan: DemoDay, settings: Any, app: Any, report: Report, con
                 return await producer.stage(steps, title, messages, report)
 
             await plan.play(stage)
+            steps.done()
             report.dead_letters = await producer.dead_letters()
     finally:
         stop.set()
@@ -93,11 +94,15 @@ class _Producer:
                 break
             if time.monotonic() > deadline:
                 raise DemoError(f"reflow serve did not apply the stage '{title}' in time")
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.02)
         applied = Applied(out=await self.outbound(), last_at=await self.last_stored_at())
         elapsed = time.monotonic() - started
-        steps.finish(step, f"{title}: {len(messages):,} messages, {elapsed:.1f} s")
-        report.stages.append((title, len(messages), elapsed))
+        steps.finish(step, title, len(messages), elapsed)
+        if report.stages and report.stages[-1][0] == title:  # one more step of the same stage
+            _, n, before = report.stages.pop()
+            report.stages.append((title, n + len(messages), before + elapsed))
+        else:
+            report.stages.append((title, len(messages), elapsed))
         return applied
 
     def _check_serving(self) -> None:
@@ -113,7 +118,7 @@ class _Producer:
             self._check_serving()
             if time.monotonic() > deadline:
                 raise DemoError("reflow serve did not publish its outbound messages in time")
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.02)
         msgs = await _read(self.js, "REFLOW_OUT", self.out_seq + 1)
         if msgs:
             self.out_seq = msgs[-1].metadata.sequence.stream
@@ -170,13 +175,15 @@ async def _read(js: Any, stream: str, start_seq: int) -> list[Any]:
 
 
 class _Steps:
-    """Progress of the stages: rich bars on a terminal, one line per stage otherwise."""
+    """Progress of the stages: rich bars on a terminal, and one line per stage (the steps of one
+    stage, published one after the other under the same title, summed up)."""
 
     def __init__(self, console: Any) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console = console
         self.live = console.is_terminal
+        self.current: list[Any] = []  # [title, messages, steps, seconds] of the stage under way
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console, transient=True, disable=not self.live)
 
@@ -193,6 +200,18 @@ class _Steps:
     def update(self, task: Any, done: int) -> None:
         self.progress.update(task, completed=done)
 
-    def finish(self, task: Any, summary: str) -> None:
+    def finish(self, task: Any, title: str, messages: int, elapsed: float) -> None:
         self.progress.remove_task(task)
-        self.console.print(f"[green]✓[/] {summary}", highlight=False)
+        if self.current and self.current[0] != title:
+            self.done()
+        if not self.current:
+            self.current = [title, 0, 0, 0.0]
+        self.current[1:] = [self.current[1] + messages, self.current[2] + 1, self.current[3] + elapsed]
+
+    def done(self) -> None:
+        """The stage under way is over: its line."""
+        if self.current:
+            title, messages, steps, elapsed = self.current
+            during = f" in {steps} steps" if steps > 1 else ""
+            self.console.print(f"[green]✓[/] {title}: {messages:,} messages{during}, {elapsed:.1f} s", highlight=False)
+            self.current = []

@@ -1,6 +1,7 @@
-"""The report: the projections caught up, one supplier statement issued, and the tables read from
-the DuckDB contract views, printed to fit 80 columns, with what the day showed of issue 15 (one
-line per rule, ``stories``) and example queries for the analysts."""
+"""The report: the projections caught up, one supplier statement issued (for the supplier that took
+a parcel back, so it shows the credit, RC6), and the tables read from the DuckDB contract views,
+printed to fit 80 columns, with what the day showed of issues 15 and 16 (one line per rule,
+``stories``) and example queries for the analysts."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from adapters.demo.generator import DayPlan
 from adapters.demo.scenario import DAYS_AGO, FACTORY
-from adapters.demo.stories import rule_lines, wrap
+from adapters.demo.stories import overdue_counts, parcel_lines, rule_lines, wrap
 from engine.servicelevel import LOCAL
 
 
@@ -33,6 +34,8 @@ class Report:
     performance: list[tuple] = field(default_factory=list)
     statement: Any = None
     rules: list[tuple[str, str]] = field(default_factory=list)  # (RT11 … L11, the report's line)
+    parcel: list[tuple[str, str]] = field(default_factory=list)  # (T4, RC6: the report's line)
+    overdue: tuple[int, int] = (0, 0)  # allocations reminded of their ship-by, of them re-routed (T4)
     elapsed: float = 0.0
 
 
@@ -71,13 +74,17 @@ def finish(plan: DayPlan, app: Any, settings: Any, report: Report, console: Any)
                   f"{time.monotonic() - started:.1f} s")
     last_day = plan.day + timedelta(days=DAYS_AGO - 1)
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
-        supplier = con.execute(
+        supplier = con.execute(  # the supplier that took a parcel back (RC6), else the busiest
+            "SELECT supplier_id FROM returns WHERE status = 'accepted' AND credited_on IS NULL "
+            "ORDER BY answered_at, return_id LIMIT 1").fetchone() or con.execute(
             "SELECT supplier_id FROM allocations WHERE tracked_at IS NOT NULL "
-            "GROUP BY supplier_id ORDER BY count(*) DESC, supplier_id LIMIT 1").fetchone()[0]
-    report.statement = issue_statement(app, settings.duckdb_path, supplier, plan.day, last_day)
+            "GROUP BY supplier_id ORDER BY count(*) DESC, supplier_id LIMIT 1").fetchone()
+    report.statement = issue_statement(app, settings.duckdb_path, supplier[0], plan.day, last_day)
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
         tables = report_tables(con)
         report.rules = rule_lines(con, FACTORY, plan.capacity)
+        report.parcel = parcel_lines(con)
+        report.overdue = overdue_counts(con)
     report.orders_by_status = tables["orders_by_status"]
     report.allocations_by_supplier = tables["allocations_by_supplier"]
     report.performance = tables["performance"]
@@ -137,12 +144,17 @@ def render(report: Report, console: Any) -> None:
     for row in report.performance:
         t.add_row(row[0], *(str(x) if x is not None else "-" for x in row[1:]))
     console.print(t, "")
+    reminded, rerouted = report.overdue
+    console.print(f"overdue reminders (T4, no tracking by ship-by): {reminded}; re-routed: {rerouted}\n",
+                  highlight=False)
 
-    if report.rules:
-        console.print("When the supplier says no (issue 15)", highlight=False)
-        for _, text in report.rules:
-            console.print(wrap(text), highlight=False, markup=False)
-        console.print()
+    for title, lines in (("When the supplier says no (issue 15)", report.rules),
+                         ("After the parcel (issue 16)", report.parcel)):
+        if lines:
+            console.print(title, highlight=False)
+            for _, text in lines:
+                console.print(wrap(text), highlight=False, markup=False)
+            console.print()
 
     st = report.statement
     first = st.period_from.astimezone(LOCAL).date()
@@ -152,6 +164,10 @@ def render(report: Report, console: Any) -> None:
     t.add_row(st.supplier_id, f"{first} .. {last}", str(len(st.lines)), str(st.qty), f"{st.total:.2f}",
               str(len(st.apart)))
     console.print(t, "")
+    if st.credits:  # RC6: accepted returns, apart from the lines
+        n = len(st.credits)
+        console.print(f"credits {st.credits_total:.2f} ({n} return{'s' if n != 1 else ''} taken back), "
+                      f"net total {st.net_total:.2f}", highlight=False)
     console.print(f"content hash {st.content_hash}\n", highlight=False)
     lines = _table(f"its first {min(5, len(st.lines))} of {len(st.lines)} lines", "allocation",
                    ("order", "sku", "qty", "unit price", "amount"))

@@ -1,4 +1,4 @@
-"""``run_demo``: a fresh data directory, a private nats-server, the four stages through ``reflow
+"""``run_demo``: a fresh data directory, a private nats-server, the stages through ``reflow
 serve`` (``harness``), then the report (``report``)."""
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ class SupplierSpec:
     late: float  # share of allocations tracked after ship_by (T3)
     ignores: float  # share of intercepts shipped anyway: tracking comes back, a loss risk (I7)
     too_late: float  # share of intercepts answered too_late (I8)
-    slow: float = 0.02  # share not tracked yet
+    slow: float = 0.02  # share tracked very late: hours after the reminder (T4), before any re-route
 
 
 SUPPLIERS = (
@@ -119,6 +119,14 @@ REJECTER = "foshan-home-06"  # rejects its first allocation of the day: out of s
 # 4988103; the douyin link breaks, and the merchant points it at the new SKU (L11)
 DROP = ("yiwu-case-01", "6541239912", "4988102", ("4988103", "远峰蓝 新批次", "8.50"))
 DROP_LINK = ("douyin", "dy-880123", "case15pro")
+
+# -- issue 16: after the parcel -----------------------------------------------------------------
+REROUTE_OVERDUE_HOURS = 12  # the merchant's setting: still untracked 12 h after ship-by, re-routed (T4)
+FORGETFUL = "yiwu-case-01"  # never ships one parcel: reminded at its ship-by, re-routed 12 h later (T4)
+OVERDUE = ("douyin", "dy-880123", "case15")  # that parcel's order: one black case, which shenzhen-acc-07 also has
+RETURNED = ("tmall", "tm-61002233", "serum")  # an order whose parcel goes back to its supplier, credited (RC6)
+LATE_MINUTES = (45, 600)  # a late tracking comes this long after ship-by (T3); a slow one, longer, but
+SLOW_MINUTES = (600, REROUTE_OVERDUE_HOURS * 60 - 30)  # before the merchant's re-route
 
 
 def _c(supplier_id: str, sku: str, qty: int = 1) -> tuple[str, str, str, int]:

@@ -19,6 +19,22 @@ class Message:
     msg_id: str
 
 
+@dataclass(frozen=True)
+class Timed:
+    """A message of the timeline before it is sent: its business time, who sends it (``shop``: the
+    shops and the merchant; ``supplier``), and a key ordering the messages of one time. It becomes
+    a ``Message`` (its ``Nats-Msg-Id`` numbered in sending order) when it is sent."""
+
+    at: datetime
+    side: str
+    key: tuple
+    subject: str
+    body: dict[str, Any]
+
+    def order(self) -> tuple:
+        return (self.at, self.key)
+
+
 def iso(dt: datetime) -> str:
     """RFC 3339 in China time, as Chinese platforms send it."""
     return dt.astimezone(LOCAL).isoformat(timespec="seconds")

@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def messages(day: DemoDay) -> list[tuple[str, str, str]]:
-    return [(m.subject, m.msg_id, json.dumps(m.body, ensure_ascii=False, sort_keys=True))
-            for m in day.opening() + day.the_day()]
+    return [(m.subject, m.msg_id, json.dumps(m.body, ensure_ascii=False, sort_keys=True)) for m in day.opening()] + [
+        (m.subject, m.at.isoformat(), json.dumps(m.body, ensure_ascii=False, sort_keys=True)) for m in day.the_day()]
 
 
 def test_the_generated_day_is_the_same_for_the_same_seed():
@@ -157,6 +157,9 @@ def test_the_demo_runs_end_to_end_and_prints_what_the_duckdb_views_say(tmp_path)
     assert q("SELECT count(*) FROM post_shipment_aftersales")[0][0] > 0
 
     issue_15(q, out)
+    from tests.cli.test_demo_issue16 import issue_16  # (that module imports this one)
+
+    issue_16(q, out, printed)
 
     # the example queries an analyst can paste run as printed
     for _, sql in EXAMPLE_QUERIES:
@@ -282,7 +285,9 @@ def histories(app: Any) -> dict[str, list[tuple[str, Any]]]:
     return out
 
 
-def play_in_process(tmp_path: Path, plan: DemoDay, batch: int, broker_start: datetime) -> tuple[InProcess, dict]:
+def play_in_process(tmp_path: Path, plan: DemoDay, batch: int, broker_start: datetime,
+                    after: Any = None) -> tuple[InProcess, dict]:
+    """The demo's timeline through serve's apply path; ``after(app)`` before the store closes."""
     from eventsourcing.cipher import AESCipher
 
     from adapters.store import ensure_store, store_env
@@ -295,6 +300,8 @@ def play_in_process(tmp_path: Path, plan: DemoDay, batch: int, broker_start: dat
     try:
         driver = InProcess(app, batch, broker_start)
         asyncio.run(plan.play(driver))
+        if after is not None:
+            after(app)
         return driver, histories(app)
     finally:
         app.close()
@@ -373,3 +380,5 @@ def test_the_same_seed_on_the_same_day_gives_the_same_tables(tmp_path):
     assert [at.sub("hh:mm", text) if rule == "L11" else text for rule, text in first.rules] == [
         at.sub("hh:mm", text) if rule == "L11" else text for rule, text in second.rules]
     assert [rule for rule, text in first.rules if "not seen" not in text] == ["RT11", "RT12", "RT13", "L11"]
+    assert first.parcel == second.parcel and first.overdue == second.overdue
+    assert [rule for rule, text in first.parcel if "not seen" not in text] == ["T4", "RC6"]
