@@ -3,7 +3,10 @@ tracking uploaded (T1, I7), and shipment confirmed to the shop (T2)."""
 
 from __future__ import annotations
 
+from engine import ids
+from engine.allocations import Allocation
 from engine.commands import AnswerIntercept, CancelAllocation, CancelAllocations, RejectAllocation, UploadTracking
+from engine.errors import UnknownAllocation
 from engine.handlers.registry import handles
 from engine.lifecycle import ended, maybe_ship, shipped_despite_intercept, stop, stop_active
 from engine.routing import route
@@ -35,7 +38,9 @@ def reject_allocation(c: RejectAllocation, uow: UnitOfWork) -> str:
     """Rule RT11: the allocation ends as rejected and gives its stock back; the reason tells what
     became of the supplier's SKUs; the lines are routed again at once, never again to that
     supplier for this order. `rejected`, or `duplicate` for a rejection already recorded."""
-    alloc = uow.allocation(c.allocation_id)
+    alloc = uow.get(Allocation, ids.allocation_uuid(c.allocation_id))
+    if alloc is None:
+        raise UnknownAllocation(f"allocation_id: unknown allocation {c.allocation_id!r}", "RT11")
     if not alloc.reject(c.supplier_id, c.reason, c.note, c.at):
         return "duplicate"
     order = uow.order(alloc.platform, alloc.shop_id, alloc.order_id)

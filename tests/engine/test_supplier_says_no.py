@@ -108,7 +108,7 @@ def test_rt11_refusals_change_nothing(two):
     before = stored(two)
     with pytest.raises(DomainError, match="rule RT11: supplier_id"):
         two.reject_allocation("SUP-B", a.allocation_id, "other", at=T0 + timedelta(minutes=5))
-    with pytest.raises(NotFound, match="allocation_id"):
+    with pytest.raises(NotFound, match="rule RT11: allocation_id: unknown allocation"):
         two.reject_allocation("SUP-A", "ANOSUCH", "other", at=T0 + timedelta(minutes=5))
     with pytest.raises(DomainError, match="rule RT11: reason"):
         two.reject_allocation("SUP-A", a.allocation_id, "bored", at=T0 + timedelta(minutes=5))
