@@ -45,5 +45,5 @@ def answer_return(c: AnswerReturn, uow: UnitOfWork) -> str:
     """Rule RC6: `accepted`, `refused`, or `duplicate` for a return answered already."""
     ret = uow.get(SupplierReturn, ids.return_uuid(c.return_id))
     if ret is None:
-        raise NotFound(f"return_id: unknown return {c.return_id!r}")
+        raise NotFound(f"return_id: unknown return {c.return_id!r}", "RC6")
     return c.outcome if ret.answer(c.supplier_id, c.outcome, c.reason, c.at) else "duplicate"
