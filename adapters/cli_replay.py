@@ -163,6 +163,9 @@ def whatif(
     if split_lines not in (None, "on", "off"):
         raise ValueError(f"--split-lines: must be on or off, got {split_lines!r}")
     capacities = tuple(_capacity(x) for x in capacity)
+    twice = sorted({s for s, _ in capacities if [x for x, _ in capacities].count(s) > 1})
+    if twice:
+        raise ValueError(f"--capacity: {', '.join(twice)} given more than once")
     if tolerance is None and not without and skus is None and split_lines is None and not capacities:
         raise ValueError("--link/--split-tolerance/--without-supplier/--split-lines/--capacity: say what to change")
     change = Change(split_tolerance=tolerance, without=frozenset(without), product_id=product, link=skus,

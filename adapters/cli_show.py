@@ -218,7 +218,7 @@ def render_link(app: Any, link: Any, waiting: int, options: list[str] | None = N
             for k, (c, f, word) in enumerate(zip(alt.components, facts.components, words)):
                 sources.add_row(name if j == 0 and k == 0 else "", label if k == 0 else "",
                                 f"{c.supplier_id} / {c.offer_id} / {c.supplier_sku_id}", str(c.qty),
-                                str(f.available), word)
+                                str(max(f.available, 0)), word)
         summary.append(f"{name} {'can route' if routable else 'cannot route now'} "
                        f"({routable} of {len(entry.alternatives)} alternatives)")
     stdout.print(sources)

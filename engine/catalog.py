@@ -12,6 +12,7 @@ from engine.servicelevel import china_day
 from engine.values import SHIP_WITHIN_HOURS, OfferSku, PoolTerms, SkuQty
 
 MICRO_SUPPLY_TTL = timedelta(days=30)  # rule M2
+CAPACITY_DAYS = 31  # rule RT13: the days a supplier's used capacity is kept for (orders arrive late)
 
 
 # -- Supplier ---------------------------------------------------------------------------------
@@ -27,13 +28,12 @@ class Supplier(Aggregate):
     logistics_score: Decimal | None = None
     experience_score: Decimal | None = None
     daily_capacity: int | None = None
-    used_day: date | None = None
-    used_units = 0
 
     def __init__(self, id):  # noqa: A002
         super().__init__(id)
         self.supplier_id = ""
         self.tiers: dict[str, str] = {}
+        self.used: dict[date, int] = {}  # units allocated per China-time day (RT13), the last few days
 
     def upsert(self, at: datetime, **fields: Any) -> bool:
         """Set what the supplier's profile says; False when nothing changed."""
@@ -51,8 +51,7 @@ class Supplier(Aggregate):
         """Rule RT13: units the supplier can still take on `at`'s China-time day; None: no limit."""
         if self.daily_capacity is None:
             return None
-        used = self.used_units if self.used_day == china_day(at) else 0
-        return self.daily_capacity - used
+        return self.daily_capacity - self.used.get(china_day(at), 0)
 
     def use_capacity(self, allocation_id: str, units: int, at: datetime) -> None:
         """Rule RT13: an allocation counts on the China-time day it is made."""
@@ -107,9 +106,10 @@ class CapacityUsed(Event, frozen=True):
     units: int
 
     def apply(self, s: Supplier) -> None:
-        if s.used_day != self.day:
-            s.used_day, s.used_units = self.day, 0
-        s.used_units += self.units
+        s.used[self.day] = s.used.get(self.day, 0) + self.units
+        if len(s.used) > CAPACITY_DAYS:  # an order dated days back still counts on its own day
+            for day in sorted(s.used)[:-CAPACITY_DAYS]:
+                del s.used[day]
 
 
 class MerchantTierSet(Event, frozen=True):
@@ -144,10 +144,10 @@ class Offer(Aggregate):
     # -- commands ---------------------------------------------------------------------------
 
     def publish(self, at: datetime, **fields: Any) -> bool:
-        """The supplier's whole offer; False for a repeat or an older publish (which must not
-        reset newer stock)."""
+        """The supplier's whole offer; False for a repeat. A SKU whose stock was reported after
+        `at` keeps that newer stock (a publish dated earlier never resets it)."""
         check_offer_stock(fields["skus"])
-        if self.version and (at < max(self.stock_at.values(), default=at) or self._same(fields)):
+        if self.version and self._same(fields):
             return False
         self.trigger(OfferPublished, at, **fields)
         return True
@@ -226,8 +226,11 @@ class OfferPublished(Event, frozen=True):
         if o.expires_at is None and self.private_to is not None:
             o.expires_at = self.at + MICRO_SUPPLY_TTL  # rule M2
         o.skus = {s.supplier_sku_id: s for s in self.skus}
+        newer = {k: (o.stock[k], t) for k, t in o.stock_at.items() if t > self.at and k in o.skus and k in o.stock}
         o.stock = {s.supplier_sku_id: s.stock for s in self.skus}
         o.stock_at = {s.supplier_sku_id: self.at for s in self.skus}
+        for k, (stock, t) in newer.items():  # a stock report newer than this publish stands
+            o.stock[k], o.stock_at[k] = stock, t
         o.withdrawn = set()
 
 

@@ -316,7 +316,8 @@ VIEWS = [
     FROM shared GROUP BY platform, shop_id, product_id, supplier_id, channel""",
     """CREATE OR REPLACE VIEW statements AS
     SELECT s.statement_id, s.supplier_id, s.period_from, s.period_to, s.issued_at, s.lines, s.total, s.content_hash,
-      coalesce(c.credits, 0) AS credits, s.total - coalesce(c.credits, 0) AS net_total, s.qty, s.position
+      CAST(coalesce(c.credits, 0) AS DECIMAL(18,4)) AS credits,
+      CAST(s.total - coalesce(c.credits, 0) AS DECIMAL(18,4)) AS net_total, s.qty, s.position
     FROM facts.statements s
     LEFT JOIN (SELECT statement_id, sum(amount) AS credits FROM facts.statement_credits GROUP BY statement_id) c
       USING (statement_id)""",
@@ -340,7 +341,7 @@ VIEWS = [
       GROUP BY r.return_id)
     SELECT r.return_id, r.allocation_id, r.supplier_id, r.aftersale_id, coalesce(a.outcome, 'requested') AS status,
       r.requested_at, a.answered_at,
-      CASE WHEN a.outcome = 'accepted' AND p.unpriced = 0 THEN CAST(p.amount AS DECIMAL(18,2)) END AS credit,
+      CASE WHEN a.outcome = 'accepted' AND p.unpriced = 0 THEN CAST(p.amount AS DECIMAL(18,4)) END AS credit,
       r.platform, r.shop_id, r.order_id, a.reason, p.qty, c.statement_id AS credited_on, p.unpriced_skus
     FROM facts.returns r
     LEFT JOIN ans a USING (return_uuid)
@@ -355,12 +356,13 @@ VIEWS = [
       arg_max(status, pos) AS status, arg_max(event_at, pos) AS since, arg_max(missing, pos) AS missing
     FROM facts.link_health GROUP BY platform, shop_id, product_id, sku_id""",
     # Rule T4: allocations reminded for want of tracking by their ship-by time, still untracked or
-    # re-routed for it; hours overdue until now, the tracking, or the intercept (UTC clock).
+    # re-routed for it; hours overdue until now, the tracking, or the intercept, and never less than
+    # when the reminder went out (reflow's clock, driven by ticks, may be behind or ahead of now).
     """CREATE OR REPLACE VIEW overdue_allocations AS
     SELECT allocation_id, supplier_id, platform, shop_id, order_id, ship_by,
-      round(epoch(coalesce(tracked_at, CASE WHEN status <> 'active' THEN intercepted_at END,
-                           CAST(current_timestamp AT TIME ZONE 'UTC' AS TIMESTAMP)) - ship_by) / 3600.0, 1)
-        AS hours_overdue,
+      round(epoch(greatest(coalesce(tracked_at, CASE WHEN status <> 'active' THEN intercepted_at END,
+                                    CAST(current_timestamp AT TIME ZONE 'UTC' AS TIMESTAMP)), reminded_at) - ship_by)
+            / 3600.0, 1) AS hours_overdue,
       reminded_at, coalesce(stopped_as = 'intercepted' AND intercept_reason = 'overdue', false) AS rerouted,
       status, channel
     FROM allocations

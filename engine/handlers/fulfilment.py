@@ -41,14 +41,15 @@ def reject_allocation(c: RejectAllocation, uow: UnitOfWork) -> str:
     alloc = uow.get(Allocation, ids.allocation_uuid(c.allocation_id))
     if alloc is None:
         raise UnknownAllocation(f"allocation_id: unknown allocation {c.allocation_id!r}", "RT11")
-    if not alloc.reject(c.supplier_id, c.reason, c.note, c.at):
+    at = max(c.at, alloc.allocated_at or c.at)  # a supplier's clock behind ours: never before the allocation
+    if not alloc.reject(c.supplier_id, c.reason, c.note, at):
         return "duplicate"
     order = uow.order(alloc.platform, alloc.shop_id, alloc.order_id)
-    ended(uow, order, alloc, "rejected", c.reason, c.at)
+    ended(uow, order, alloc, "rejected", c.reason, at)
     for offer_id, sku_id in sorted({(line.offer_id, line.supplier_sku_id) for line in alloc.lines}):
-        uow.offer(alloc.supplier_id, offer_id).reject_sku(sku_id, c.reason, alloc.allocation_id, c.at)
-    route(uow, order, c.at, "rejected")
-    supply_changed(uow, {alloc.supplier_id}, c.at, "rejection")
+        uow.offer(alloc.supplier_id, offer_id).reject_sku(sku_id, c.reason, alloc.allocation_id, at)
+    supply_changed(uow, {alloc.supplier_id}, at, "rejection")  # stock, link health, other waiting lines
+    route(uow, order, at, "rejected")  # then this order's lines, once
     return "rejected"
 
 

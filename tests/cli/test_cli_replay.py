@@ -292,3 +292,14 @@ def test_A1_rt12_rt13_whatif_split_lines_and_capacity_options(tmp_path):
                         (["--capacity", "S1=0"], "--capacity")):
         refused = reflow(tmp_path, *args, *bad)
         assert refused.returncode != 0 and refused.stderr.count("\n") == 1 and option in refused.stderr, refused.stderr
+
+
+def test_A1_rt13_whatif_refuses_a_capacity_given_twice(tmp_path):
+    app = open_app(Settings(data_dir=tmp_path))
+    try:
+        supplier(app, "S1")
+    finally:
+        app.close()
+    done = reflow(tmp_path, "whatif", *SHOP_ARGS, "--from", "2000-01-01", "--to", "2099-12-31",
+                  "--capacity", "S1=2", "--capacity", "S1=3")
+    assert done.returncode != 0 and done.stderr.count("\n") == 1 and "--capacity: S1 given more than once" in done.stderr

@@ -355,3 +355,34 @@ def test_rt11_rt12_rt13_l11_verify_re_runs_every_decision_and_the_chain_holds(tw
     result = verify(two, anchor=False)
     assert result.ok, result.problem
     assert any(d.decision.lines[0].parts for d in two.decisions(*SHOP, "O1"))
+
+
+# -- from a user's trial -----------------------------------------------------------------------
+
+
+def test_rt13_an_order_dated_on_an_earlier_day_counts_on_that_day(two):
+    supplier(two, "SUP-A", daily_capacity=2)
+    supplier(two, "SUP-B", daily_capacity=2)
+    place(two, "D1", line("L1", "P1", qty=2))  # day 1: SUP-A full
+    place(two, "D2", line("L1", "P1", qty=2), at=T0 + timedelta(days=1))  # day 2: SUP-A full
+    place(two, "LATE", line("L1", "P1"), at=T0 + timedelta(hours=2))  # arrives late, dated day 1
+    assert [a.supplier_id for a in live(two, "LATE")] == ["SUP-B"]
+    verdicts = {v.index: v.reason for v in last_decision(two, "LATE").decision.lines[0].candidates}
+    assert verdicts[0] == "capacity_reached"
+
+
+def test_l11_an_offer_update_dated_before_a_stock_report_still_applies_and_keeps_the_newer_stock(two):
+    two.report_stock("SUP-B", "OB", "b1", 7, at=T0 + timedelta(hours=3))  # the supplier's clock runs ahead
+    offer(two, "SUP-B", "OB", {"b1": 50, "b2": 5}, price=None, at=T0, on_shelf=False)
+    assert not two.offer("SUP-B", "OB").on_shelf and "b2" in two.offer("SUP-B", "OB").skus
+    assert two.offer("SUP-B", "OB").stock["b1"] == 7  # the newer report stands
+    assert [(e.status, e.missing[0].why) for e in events(two, LinkHealthChanged)] == [("broken", "delisted")]
+
+
+def test_rt11_a_rejection_dated_before_its_allocation_is_recorded_at_the_allocation_and_routes_once(two):
+    place(two, "O1", line("L1", "P1"))
+    [a] = live(two, "O1")
+    two.reject_allocation("SUP-A", a.allocation_id, "other", at=T0 - timedelta(hours=1))
+    [b] = live(two, "O1")
+    assert b.allocated_at == a.allocated_at and two.allocation(a.allocation_id).intercepted_at == a.allocated_at
+    assert [d.trigger for d in two.decisions(*SHOP, "O1")] == ["placed", "rejected"]  # one decision, not two

@@ -40,3 +40,18 @@ def test_t4_overdue_allocations_view(app, tmp_path: Path):
     assert b.supplier_id == "SUP-B"
     assert rows(path, f"SELECT intercept_reason FROM allocations WHERE allocation_id = '{a1.allocation_id}'") == [
         ("overdue",)]
+
+
+def test_t4_hours_overdue_are_never_negative_when_reflows_clock_runs_ahead_of_now(app, tmp_path: Path):
+    from datetime import UTC, datetime
+
+    supplier(app, "SUP-A")
+    offer(app, "SUP-A", "OA", {"a1": 10})
+    link(app, "P1", sku("K1", alt(comp("SUP-A", "OA", "a1"))))
+    ahead = datetime.now(UTC) + timedelta(days=3)  # ticks driven by a producer, ahead of the wall clock
+    place(app, "F1", line("L1", "P1"), at=ahead)
+    [a] = allocations(app, "F1")
+    app.pass_time(a.ship_by + 5 * H)
+    path = tmp_path / "reflow.duckdb"
+    project(app, path)
+    assert rows(path, "SELECT hours_overdue FROM overdue_allocations") == [(5.0,)]
