@@ -165,7 +165,8 @@ class Order(Aggregate):
         allocated = sum(1 for lid in needed if self.route.get(lid) == "allocated")
         if allocated and allocated == len(needed):
             return "allocated"
-        return "partially_allocated" if allocated else "unrouted"
+        partly = any(self.live_parts(lid) for lid in needed)  # part of a bundle or split line (L4, RT12)
+        return "partially_allocated" if allocated or partly else "unrouted"
 
     def has_open_aftersale(self, line_id: str | None = None) -> bool:
         return any(

@@ -227,19 +227,25 @@ VIEWS = [
     LEFT JOIN facts.line_state s USING (order_uuid, line_id)
     LEFT JOIN facts.refunded_lines rf USING (order_uuid, line_id)""",
     """CREATE OR REPLACE VIEW orders AS
-    WITH lines AS (
+    WITH live AS (  -- lines with a part still on a live allocation (a bundle or split line, L4, RT12)
+      SELECT DISTINCT r.order_uuid, r.line_id FROM facts.alloc_refs r
+      JOIN facts.allocations a USING (allocation_id) LEFT JOIN facts.allocation_state st USING (alloc_uuid)
+      WHERE coalesce(st.status, 'active') IN ('active', 'tracked', 'shipped')),
+    lines AS (
       SELECT l.order_uuid, count(*) AS line_count, sum(l.qty * l.unit_price) AS amount,
              count(*) FILTER (WHERE rf.line_id IS NULL) AS needed_lines,
-             count(*) FILTER (WHERE s.s.route = 'allocated' AND rf.line_id IS NULL) AS allocated_lines
+             count(*) FILTER (WHERE s.s.route = 'allocated' AND rf.line_id IS NULL) AS allocated_lines,
+             count(*) FILTER (WHERE lv.line_id IS NOT NULL AND rf.line_id IS NULL) AS live_lines
       FROM facts.order_lines l LEFT JOIN facts.line_state s USING (order_uuid, line_id)
       LEFT JOIN facts.refunded_lines rf USING (order_uuid, line_id)
+      LEFT JOIN live lv USING (order_uuid, line_id)
       GROUP BY l.order_uuid)
     SELECT k.platform, k.shop_id, k.order_id, p.channel, p.placed_at,
       CASE WHEN coalesce(f.cancelled, false) THEN 'cancelled'
            WHEN coalesce(f.shipped, false) THEN 'shipped'
            WHEN coalesce(f.under_review, false) OR coalesce(f.held, false) THEN 'held'
            WHEN coalesce(n.allocated_lines, 0) > 0 AND n.allocated_lines = n.needed_lines THEN 'allocated'
-           WHEN coalesce(n.allocated_lines, 0) > 0 THEN 'partially_allocated'
+           WHEN coalesce(n.allocated_lines, 0) > 0 OR coalesce(n.live_lines, 0) > 0 THEN 'partially_allocated'
            ELSE 'unrouted' END AS status,
       coalesce(n.amount, 0) AS amount, p.merchant_id, coalesce(n.line_count, 0) AS line_count,
       coalesce(n.allocated_lines, 0) AS allocated_lines

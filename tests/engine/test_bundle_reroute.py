@@ -97,7 +97,7 @@ def test_t2_l4_bundle_line_waits_for_every_part_before_shipment(world):
     # the cup cannot be routed now; the tracked lid alone must not confirm the line as shipped
     assert live(world, "B3", "SUP-A") == []
     o = order(world, "B3")
-    assert (o.status, o.unroutable) == ("unrouted", {"L1": "supplier_inactive"})
+    assert (o.status, o.unroutable) == ("partially_allocated", {"L1": "supplier_inactive"})  # the lid is on its way
     assert len(live(world, "B3", "SUP-C")) == 1
     # the supplier comes back: the waiting part (and only it) is routed again (RT3)
     world.upsert_supplier("SUP-A", "Supplier SUP-A", True, fulfilment_score=80, ship_within_hours=48,

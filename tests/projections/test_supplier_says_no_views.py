@@ -56,3 +56,18 @@ def test_rt11_rt13_l11_views(app, tmp_path: Path):
     suppliers = dict(rows(path, "SELECT order_id, supplier_id FROM allocations WHERE status = 'active'"))
     assert suppliers == {"O1": "SUP-B", "O2": "SUP-B", "O3": "SUP-A"}
     assert SHOP == ("douyin", "dy-shop-1")
+
+
+def test_rt12_rt11_an_order_whose_split_line_lost_a_part_is_partially_allocated(app, tmp_path: Path):
+    for s, o, k, stock in (("SUP-A", "OA", "a1", 2), ("SUP-B", "OB", "b1", 3)):
+        supplier(app, s)
+        offer(app, s, o, {k: stock})
+    link(app, "P1", sku("K1", alt(comp("SUP-A", "OA", "a1")), alt(comp("SUP-B", "OB", "b1"))))
+    app.set_merchant_settings("default", split_lines=True, at=T0 - timedelta(hours=1))
+    place(app, "S1", line("L1", "P1", qty=5))
+    b = next(a for a in allocations(app, "S1") if a.supplier_id == "SUP-B")
+    app.reject_allocation("SUP-B", b.allocation_id, "other", at=T0 + timedelta(minutes=5))
+    assert app.order(*SHOP, "S1").status == "partially_allocated"  # SUP-A's 2 units still go
+    path = tmp_path / "reflow.duckdb"
+    project(app, path)
+    assert rows(path, "SELECT status FROM orders") == [("partially_allocated",)]
