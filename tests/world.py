@@ -76,3 +76,26 @@ def order(app: Reflow, order_id: str, shop: tuple[str, str] = SHOP):
 def stored(app: Reflow) -> int:
     """How many events the store holds (to prove a refused command stored nothing)."""
     return app.recorder.max_notification_id() or 0
+
+
+def live(app: Reflow, order_id: str, shop: tuple[str, str] = SHOP):
+    """The order's allocations that will ship (active, tracked or shipped)."""
+    return [a for a in allocations(app, order_id, shop) if a.status in ("active", "tracked", "shipped")]
+
+
+def events(app: Reflow, cls: type) -> list:
+    """Every stored event of one type, in log order."""
+    from engine.base import decode_event, topics_of
+
+    notes = app.recorder.select_notifications(start=1, limit=100_000, topics=list(topics_of(cls)))
+    return [decode_event(n.topic, n.state) for n in notes]
+
+
+def two_sources(app: Reflow) -> Reflow:
+    """A cheap supplier SUP-A and a dearer SUP-B for the same shop SKU (P1/K1)."""
+    supplier(app, "SUP-A")
+    supplier(app, "SUP-B")
+    offer(app, "SUP-A", "OA", {"a1": 10}, price="10.00")
+    offer(app, "SUP-B", "OB", {"b1": 10}, price="12.00")
+    link(app, "P1", sku("K1", alt(comp("SUP-A", "OA", "a1")), alt(comp("SUP-B", "OB", "b1"))))
+    return app

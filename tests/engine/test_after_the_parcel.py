@@ -8,32 +8,17 @@ from datetime import timedelta
 import pytest
 
 from engine.allocations import AllocationOverdue, InterceptRequested
-from engine.base import decode_event, topics_of
 from engine.errors import DomainError
 from engine.policy import decide
-from tests.world import SHOP, T0, allocations, alt, comp, line, link, offer, order, place, sku, stored, supplier
+from tests.world import SHOP, T0, allocations, events, line, live, order, place, stored, two_sources
 
 H = timedelta(hours=1)
 
 
-def events(app, cls):
-    notes = app.recorder.select_notifications(start=1, limit=100_000, topics=list(topics_of(cls)))
-    return [decode_event(n.topic, n.state) for n in notes]
-
-
-def live(app, order_id):
-    return [a for a in allocations(app, order_id) if a.status in ("active", "tracked", "shipped")]
-
-
 @pytest.fixture
 def two(memory_app):
-    app = memory_app
-    supplier(app, "SUP-A")
-    supplier(app, "SUP-B")
-    offer(app, "SUP-A", "OA", {"a1": 10}, price="10.00")
-    offer(app, "SUP-B", "OB", {"b1": 10}, price="12.00")
-    link(app, "P1", sku("K1", alt(comp("SUP-A", "OA", "a1")), alt(comp("SUP-B", "OB", "b1"))))
-    return app
+    """A cheap supplier SUP-A and a dearer SUP-B for the same shop SKU."""
+    return two_sources(memory_app)
 
 
 def test_t4_one_reminder_when_the_clock_passes_ship_by_and_tracking_after_it_is_just_late(two):

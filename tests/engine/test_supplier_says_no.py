@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import pytest
 
-from engine.base import decode_event, topics_of
 from engine.errors import DomainError, NotFound
 from engine.linking import LinkHealthChanged
 from engine.policy import decide
@@ -16,27 +15,20 @@ from tests.world import (
     OTHER_BUYER,
     SHOP,
     T0,
-    allocations,
     alt,
     comp,
+    events,
     line,
     link,
+    live,
     offer,
     order,
     place,
     sku,
     stored,
     supplier,
+    two_sources,
 )
-
-
-def events(app, cls):
-    notes = app.recorder.select_notifications(start=1, limit=100_000, topics=list(topics_of(cls)))
-    return [decode_event(n.topic, n.state) for n in notes]
-
-
-def live(app, order_id):
-    return [a for a in allocations(app, order_id) if a.status in ("active", "tracked", "shipped")]
 
 
 def last_decision(app, order_id):
@@ -45,14 +37,8 @@ def last_decision(app, order_id):
 
 @pytest.fixture
 def two(memory_app):
-    """A cheap supplier A and a dearer B for the same shop SKU."""
-    app = memory_app
-    supplier(app, "SUP-A")
-    supplier(app, "SUP-B")
-    offer(app, "SUP-A", "OA", {"a1": 10}, price="10.00")
-    offer(app, "SUP-B", "OB", {"b1": 10}, price="12.00")
-    link(app, "P1", sku("K1", alt(comp("SUP-A", "OA", "a1")), alt(comp("SUP-B", "OB", "b1"))))
-    return app
+    """A cheap supplier SUP-A and a dearer SUP-B for the same shop SKU."""
+    return two_sources(memory_app)
 
 
 # -- RT11 rejection ----------------------------------------------------------------------------
