@@ -170,7 +170,7 @@ _COMMANDS: dict[type, Callable[[Any, datetime], c.Command]] = {
     m.AllocationRejected: lambda x, now: c.RejectAllocation(at=x.rejected_at, supplier_id=x.supplier_id,
                                                            allocation_id=x.allocation_id, reason=x.reason,
                                                            note=x.note),
-    m.ClockTick: lambda x, now: c.PassTime(at=x.at),
+    m.ClockTick: lambda x, now: c.PassTime(at=x.at, received_at=now),
     m.ReturnRequested: lambda x, now: c.RequestReturn(at=x.requested_at, **_order_key(x), aftersale_id=x.aftersale_id),
     m.ReturnAnswered: lambda x, now: c.AnswerReturn(at=x.answered_at, supplier_id=x.supplier_id, return_id=x.return_id,
                                                    outcome=x.outcome, reason=x.reason),

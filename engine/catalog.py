@@ -140,14 +140,16 @@ class Offer(Aggregate):
         self.holds: dict[str, tuple[SkuQty, ...]] = {}  # allocation id -> what it reserved
         self.stock_at: dict[str, datetime] = {}  # when each SKU's stock was last reported
         self.withdrawn: set[str] = set()  # SKUs the supplier said changed (RT11), until it publishes again
+        self.published_at: datetime | None = None
 
     # -- commands ---------------------------------------------------------------------------
 
     def publish(self, at: datetime, **fields: Any) -> bool:
-        """The supplier's whole offer; False for a repeat. A SKU whose stock was reported after
-        `at` keeps that newer stock (a publish dated earlier never resets it)."""
+        """The supplier's whole offer; False for a repeat or a publish older than the last one (a
+        late retry must not undo a newer delisting). A SKU whose stock was reported after `at`
+        keeps that newer stock."""
         check_offer_stock(fields["skus"])
-        if self.version and self._same(fields):
+        if self.version and ((self.published_at is not None and at < self.published_at) or self._same(fields)):
             return False
         self.trigger(OfferPublished, at, **fields)
         return True
@@ -232,6 +234,7 @@ class OfferPublished(Event, frozen=True):
         for k, (stock, t) in newer.items():  # a stock report newer than this publish stands
             o.stock[k], o.stock_at[k] = stock, t
         o.withdrawn = set()
+        o.published_at = self.at
 
 
 class OfferRenewed(Event, frozen=True):

@@ -245,7 +245,10 @@ class AnswerReturn(Command, frozen=True):
 
 
 class PassTime(Command, frozen=True):
-    """The clock reaches `at`: every deadline due by then passes (engine/clock.py)."""
+    """The clock reaches `at`: every deadline due by then passes (engine/clock.py). `received_at`,
+    when the tick came from a producer, is the broker's time: a tick may not run ahead of it."""
+
+    received_at: datetime | None = None
 
 
 # -- statements ---------------------------------------------------------------------------------

@@ -13,21 +13,21 @@ from engine.values import AllocRef, Package
 
 
 def stop(uow: UnitOfWork, order: Order, alloc: Allocation, how: str, reason: str, at: datetime,
-         by_merchant: bool = False) -> None:
+         by_merchant: bool = False, exclude: bool = False) -> None:
     """Intercept or cancel an untracked allocation and release its stock (I1, I3, I4, I5, RT7)."""
     alloc.stop(how, reason, at)
-    ended(uow, order, alloc, how, reason, at, by_merchant)
+    ended(uow, order, alloc, how, reason, at, by_merchant, exclude)
 
 
 def ended(uow: UnitOfWork, order: Order, alloc: Allocation, how: str, reason: str, at: datetime,
-          by_merchant: bool = False) -> None:
+          by_merchant: bool = False, exclude: bool = False) -> None:
     """An allocation that will not ship (stopped, or rejected by its supplier, RT11): its stock is
     released (RT7) and its lines wait again."""
     for offer_id in sorted({line.offer_id for line in alloc.lines}):
         offer = uow.get_offer(alloc.supplier_id, offer_id)
         if offer is not None:
             offer.release(alloc.allocation_id, reason, at)
-    order.allocation_ended(alloc.allocation_id, how, reason, by_merchant, at)
+    order.allocation_ended(alloc.allocation_id, how, reason, by_merchant, at, exclude)
 
 
 def stop_active(uow: UnitOfWork, order: Order, how: str, reason: str, at: datetime, *,

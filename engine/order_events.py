@@ -114,11 +114,13 @@ class AllocationEnded(Event, frozen=True):
     reason: str
     by_merchant: bool = False
     """Cancelled by hand (I5): its lines wait for the merchant's release, not for re-routing."""
+    exclude: bool = False
+    """Its supplier is never used again for this order (T4 overdue; RT11 rejections say so by `how`)."""
 
     def apply(self, o: Order) -> None:
         ref = o.allocations.pop(self.allocation_id, None)
         o.ended[self.allocation_id] = self.how
-        if ref is not None and (self.how == "rejected" or self.reason == OVERDUE):
+        if ref is not None and (self.how == "rejected" or self.exclude):
             o.excluded.add(ref.supplier_id)  # rules RT11, T4: never again to that supplier for this order
         if ref is not None:
             for line_id in ref.line_ids:

@@ -132,9 +132,9 @@ class Order(Aggregate):
         return True
 
     def allocation_ended(self, allocation_id: str, how: str, reason: str, by_merchant: bool,
-                         at: datetime) -> None:
+                         at: datetime, exclude: bool = False) -> None:
         self.trigger(AllocationEnded, at, allocation_id=allocation_id, how=how, reason=reason,
-                     by_merchant=by_merchant)
+                     by_merchant=by_merchant, **({"exclude": True} if exclude else {}))
 
     def shipped_despite_intercept(self, ref: AllocRef, at: datetime) -> None:
         """Rule I8 `too_late`: the parcel went out; the return is an after-sale after shipment."""

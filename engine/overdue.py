@@ -37,5 +37,5 @@ def reroute_overdue(uow: UnitOfWork, allocation_id: str, due: datetime, now: dat
     if alloc is None or alloc.status != "active":
         return  # tracked (late, T3) or stopped meanwhile
     order = uow.order(alloc.platform, alloc.shop_id, alloc.order_id)
-    stop(uow, order, alloc, "intercepted", OVERDUE, due)
-    route(uow, order, due, OVERDUE)
+    stop(uow, order, alloc, "intercepted", OVERDUE, due, exclude=True)
+    route(uow, order, max(now, due), OVERDUE)  # a router catching up gives the next supplier time from now

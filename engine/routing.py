@@ -8,7 +8,7 @@ work (RT7), records the decision with its input (RT6), and parks what is left wa
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -157,24 +157,28 @@ def routing_input(uow: UnitOfWork, order: Order, lines: list[LineIn], at: dateti
 
 def sellable(uow: UnitOfWork, entry: SkuLink, merchant_id: str, settings: MerchantSettings, at: datetime) -> int:
     """Rule S1: the stock of the best eligible alternative; a bundle counts its scarcest part.
-    Where the merchant splits lines (RT12), every eligible alternative's stock counts."""
-    best: Verdict | None = None
-    total = 0
+    Where the merchant splits lines (RT12), every eligible alternative's stock counts, in RT2
+    order, each supplier SKU once (two alternatives sharing one never count it twice)."""
+    eligible: list[tuple[Verdict, CandidateFacts]] = []
     for index, alt in enumerate(entry.alternatives):
         facts = candidate(uow, merchant_id, 1, alt, index, at, settings)
         if not all(c.supplier_active and c.on_shelf and c.in_pool for c in facts.components):
             continue
         stock = min(max(c.available, 0) // c.qty for c in facts.components)
-        if stock < 1:
-            continue
+        if stock >= 1:
+            eligible.append((Verdict(index=index, eligible=True, cost=cost_of(facts), stock=stock,
+                                     score=min(c.score for c in facts.components), priority=alt.priority), facts))
+    eligible.sort(key=lambda vf: rank(vf[0]))
+    if not settings.split_lines:
+        return eligible[0][0].stock if eligible else 0
+    used: Counter[tuple[str, str, str]] = Counter()
+    total = 0
+    for _, facts in eligible:
+        stock = max(min((max(c.available, 0) - used[c.key]) // c.qty for c in facts.components), 0)
+        for c in facts.components:
+            used[c.key] += stock * c.qty
         total += stock
-        verdict = Verdict(index=index, eligible=True, cost=cost_of(facts), stock=stock,
-                          score=min(c.score for c in facts.components), priority=alt.priority)
-        if best is None or rank(verdict) < rank(best):
-            best = verdict
-    if settings.split_lines:
-        return total
-    return best.stock if best else 0
+    return total
 
 
 # -- routing -------------------------------------------------------------------------------------
@@ -192,6 +196,9 @@ def route(uow: UnitOfWork, order: Order, at: datetime, trigger: str) -> Decision
             d.unroutable == "out_of_stock" for d in decision.lines):
         order.hold("a line is out of stock", at)  # rule I6
         return None
+    if trigger.startswith("reroute") and all(d.chosen is None and order.unroutable.get(d.line_id) == d.unroutable
+                                             for d in decision.lines):
+        return decision  # RT3: still waiting for the same reason; nothing decided, nothing recorded
     refs = allocate(uow, order, lines, inp.lines, decision, at, trigger)
     order.record_route(inp, decision, refs, trigger, at)
     park(uow, order, lines, inp.lines, decision)

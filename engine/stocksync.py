@@ -84,7 +84,7 @@ def offer_expired(uow: UnitOfWork, key: str, due: datetime, now: datetime) -> No
 def capacity_day(uow: UnitOfWork, key: str, due: datetime, now: datetime) -> None:
     """Rule RT13: a new China-time day; lines waiting for the supplier's capacity route again."""
     supplier_id = key
-    supply_changed(uow, {supplier_id}, due, "new_day")
+    supply_changed(uow, {supplier_id}, max(now, due), "new_day")  # routed from when the clock got there
 
 
 def index_link(uow: UnitOfWork, link: Link, before: set[str], at: datetime) -> None:

@@ -10,7 +10,7 @@ import pytest
 from engine.allocations import AllocationOverdue, InterceptRequested
 from engine.errors import DomainError
 from engine.policy import decide
-from tests.world import SHOP, T0, allocations, events, line, live, order, place, stored, two_sources
+from tests.world import SHOP, T0, events, line, live, order, place, stored, two_sources
 
 H = timedelta(hours=1)
 
@@ -55,7 +55,9 @@ def test_t4_reroute_overdue_hours_intercepts_and_reroutes_never_back_and_trackin
     assert (stopped.status, stopped.intercept_reason) == ("intercepted", "overdue")
     assert [e.reason for e in events(two, InterceptRequested)] == ["overdue"]
     [b] = live(two, "O1")
-    assert b.supplier_id == "SUP-B" and b.allocated_at == a.ship_by + 6 * H
+    # intercepted as of its deadline (ship-by + 6 h), re-routed when the clock got there (+ 7 h)
+    assert b.supplier_id == "SUP-B" and b.allocated_at == a.ship_by + 7 * H
+    assert stopped.intercepted_at == a.ship_by + 6 * H
     assert two.upload_tracking("SUP-A", a.allocation_id, "STO", "STO7654321", at=a.ship_by + 8 * H) == "loss_risk"
     two.report_stock("SUP-B", "OB", "b1", 0, at=a.ship_by + 9 * H)
     two.open_aftersale(*SHOP, "O1", "AS1", "exchange", at=a.ship_by + 10 * H)  # stops B: waits
@@ -98,5 +100,25 @@ def test_t4_verify_re_checks_that_deadlines_passed_as_of_their_due_times(two):
     two.pass_time(a.ship_by + 30 * H)  # down for a day: reminded and re-routed as of their due times
     result = verify(two, anchor=False)
     assert result.ok, result.problem
-    b = next(x for x in allocations(two, "O1") if x.supplier_id == "SUP-B")  # the re-route is late too by then
-    assert [e.at for e in events(two, AllocationOverdue)] == [a.ship_by, b.ship_by]
+    # the re-route is made when the clock gets there, so SUP-B gets its own time to ship (no cascade)
+    [b] = live(two, "O1")
+    assert b.supplier_id == "SUP-B" and b.allocated_at == a.ship_by + 30 * H and b.ship_by > b.allocated_at
+    assert [e.at for e in events(two, AllocationOverdue)] == [a.ship_by]
+
+
+def test_t4_a_producers_tick_may_not_run_ahead_of_the_broker(two):
+    from engine.commands import PassTime
+
+    place(two, "O1", line("L1", "P1"))
+    before = stored(two)
+    with pytest.raises(DomainError, match="rule T4: at: .* is ahead of the broker's time"):
+        two.execute(PassTime(at=T0 + 36 * 365 * 24 * H, received_at=T0 + H))  # a mistyped year
+    assert stored(two) == before and events(two, AllocationOverdue) == []
+
+
+def test_t4_a_merchant_cancel_with_the_reason_overdue_excludes_nobody_i5(two):
+    place(two, "O1", line("L1", "P1"))
+    [a] = live(two, "O1")
+    two.cancel_allocation(a.allocation_id, reason="overdue", at=T0 + H)
+    two.release_order(*SHOP, "O1", at=T0 + 2 * H)
+    assert [x.supplier_id for x in live(two, "O1")] == ["SUP-A"]

@@ -372,3 +372,33 @@ def test_rt11_a_rejection_dated_before_its_allocation_is_recorded_at_the_allocat
     [b] = live(two, "O1")
     assert b.allocated_at == a.allocated_at and two.allocation(a.allocation_id).intercepted_at == a.allocated_at
     assert [d.trigger for d in two.decisions(*SHOP, "O1")] == ["placed", "rejected"]  # one decision, not two
+
+
+def test_l11_a_late_retry_of_an_older_offer_publish_does_not_undo_a_newer_delisting(two):
+    offer(two, "SUP-A", "OA", {"a2": 10}, price=None, on_shelf=False, at=T0 + timedelta(hours=1))  # 10:00
+    offer(two, "SUP-A", "OA", {"a1": 10}, price=None, at=T0 + timedelta(minutes=30))  # the 09:30 one, late
+    assert not two.offer("SUP-A", "OA").on_shelf and "a1" not in two.offer("SUP-A", "OA").skus
+    place(two, "O1", line("L1", "P1"), at=T0 + timedelta(hours=2))
+    assert [a.supplier_id for a in live(two, "O1")] == ["SUP-B"]
+
+
+def test_rt12_s1_a_supplier_sku_shared_by_two_alternatives_is_counted_once(memory_app):
+    app = memory_app
+    supplier(app, "S1")
+    offer(app, "S1", "O1", {"case": 6, "lid": 100, "cap": 100})
+    app.set_merchant_settings("default", split_lines=True, at=T0 - timedelta(days=2))
+    link(app, "SET", sku("K1", alt(comp("S1", "O1", "case"), comp("S1", "O1", "lid")),
+                         alt(comp("S1", "O1", "case"), comp("S1", "O1", "cap"))))
+    assert app.link(*SHOP, "SET").published["K1"] == 6  # not 12
+
+
+def test_rt3_rt11_a_line_that_still_cannot_route_records_no_new_decision_on_each_supply_change(two):
+    place(two, "O1", line("L1", "P1"))
+    for a in live(two, "O1"):
+        two.reject_allocation(a.supplier_id, a.allocation_id, "other", at=T0 + timedelta(minutes=1))
+    [b] = live(two, "O1")
+    two.reject_allocation(b.supplier_id, b.allocation_id, "other", at=T0 + timedelta(minutes=2))
+    decisions = len(two.decisions(*SHOP, "O1"))
+    for n in range(5):
+        two.report_stock("SUP-A", "OA", "a1", 20 + n, at=T0 + timedelta(minutes=10 + n))
+    assert len(two.decisions(*SHOP, "O1")) == decisions  # no log growth for an order nobody can take

@@ -94,3 +94,20 @@ def test_rc6_a_statement_of_credits_alone_is_not_empty(shipped):
     later = T0 + timedelta(days=5)
     only = issue_statement(app, db, "S1", later.date(), later.date(), at=later, allow_empty=False)
     assert only.lines == () and only.credits_total == Decimal("20.00") and only.net_total == Decimal("-20.00")
+
+
+def test_rc6_the_same_goods_are_never_on_two_returns(shipped):
+    app, _ = shipped
+    [rid] = app.request_return(*SHOP, "R1", "AS-1", at=T0 + 6 * H)  # line L1 (the only line shipped)
+    app.open_aftersale(*SHOP, "R1", "AS-3", "return", at=T0 + 7 * H)  # the whole order: L1 again
+    before = stored(app)
+    with pytest.raises(DomainError, match="rule RC6: aftersale_id: the lines of AS-3 are on another return"):
+        app.request_return(*SHOP, "R1", "AS-3", at=T0 + 8 * H)
+    assert stored(app) == before
+    app.answer_return("S1", rid, "refused", reason="not received", at=T0 + 9 * H)
+    [again] = app.request_return(*SHOP, "R1", "AS-3", at=T0 + 10 * H)  # a refused return frees them
+    assert again != rid
+    app.open_aftersale(*SHOP, "R1", "AS-4", "return", line_id="L1", at=T0 + 11 * H)
+    app.close_aftersale(*SHOP, "R1", "AS-4", "withdrawn", at=T0 + 12 * H)
+    with pytest.raises(DomainError, match="rule RC6: aftersale_id: AS-4 was closed withdrawn"):
+        app.request_return(*SHOP, "R1", "AS-4", at=T0 + 13 * H)
