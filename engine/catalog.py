@@ -58,6 +58,13 @@ class Supplier(Aggregate):
         if self.daily_capacity is not None:
             self.trigger(CapacityUsed, at, allocation_id=allocation_id, day=china_day(at), units=units)
 
+    def release_capacity(self, allocation_id: str, allocated_at: datetime, units: int, at: datetime) -> None:
+        """Rule RT13: a stopped allocation (never packed) gives its units back to its day."""
+        day = china_day(allocated_at)
+        if self.daily_capacity is not None and self.used.get(day, 0) > 0:
+            self.trigger(CapacityReleased, at, allocation_id=allocation_id, day=day,
+                         units=min(units, self.used[day]))
+
     def set_tier(self, merchant_id: str, tier: str, at: datetime) -> None:
         """Seed 002: the supplier places a merchant in a price tier."""
         if self.tiers.get(merchant_id) != tier:
@@ -110,6 +117,18 @@ class CapacityUsed(Event, frozen=True):
         if len(s.used) > CAPACITY_DAYS:  # an order dated days back still counts on its own day
             for day in sorted(s.used)[:-CAPACITY_DAYS]:
                 del s.used[day]
+
+
+class CapacityReleased(Event, frozen=True):
+    """Rule RT13: units a stopped allocation gave back to its day."""
+
+    allocation_id: str
+    day: date
+    units: int
+
+    def apply(self, s: Supplier) -> None:
+        if self.day in s.used:
+            s.used[self.day] -= self.units
 
 
 class MerchantTierSet(Event, frozen=True):

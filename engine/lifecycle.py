@@ -22,11 +22,14 @@ def stop(uow: UnitOfWork, order: Order, alloc: Allocation, how: str, reason: str
 def ended(uow: UnitOfWork, order: Order, alloc: Allocation, how: str, reason: str, at: datetime,
           by_merchant: bool = False, exclude: bool = False) -> None:
     """An allocation that will not ship (stopped, or rejected by its supplier, RT11): its stock is
-    released (RT7) and its lines wait again."""
+    released (RT7), its units go back to the supplier's day (RT13), and its lines wait again."""
     for offer_id in sorted({line.offer_id for line in alloc.lines}):
         offer = uow.get_offer(alloc.supplier_id, offer_id)
         if offer is not None:
             offer.release(alloc.allocation_id, reason, at)
+    if alloc.allocated_at is not None:
+        uow.supplier(alloc.supplier_id).release_capacity(alloc.allocation_id, alloc.allocated_at,
+                                                         sum(line.qty for line in alloc.lines), at)
     order.allocation_ended(alloc.allocation_id, how, reason, by_merchant, at, exclude)
 
 

@@ -124,7 +124,8 @@ def overdue_rerouted(con: Any) -> str:
     if not went:
         return (f"T4   {supplier} had no tracking for {aid} by {_day_hm(ship_by)}; reminded at "
                 f"{_hm(reminded)}, intercepted, its lines wait")
-    hours = (went[0][2] - ship_by).total_seconds() / 3600
+    [(stopped,)] = con.execute("SELECT intercepted_at FROM allocations WHERE allocation_id = ?", [aid]).fetchall()
+    hours = (stopped - ship_by).total_seconds() / 3600  # the merchant's setting; routed at the next tick
     where = " + ".join(f"{s} ({a})" for s, a, _ in went)
     return (f"T4   {supplier} had no tracking for {aid} by {_day_hm(ship_by)}; reminded at {_hm(reminded)}, "
             f"re-routed to {where} {hours:g} h later")

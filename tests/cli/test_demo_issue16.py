@@ -117,7 +117,8 @@ def test_t4_a_parcel_never_shipped_is_reminded_then_rerouted_to_the_other_source
     [order] = [events for events in history.values() if events[0][0] == "OrderPlaced"
                and events[0][1]["order_id"] == plan.overdue.order_id]
     [routed] = [e for n, e in order if n == "OrderRouted" and e["trigger"] == "overdue"]
-    assert routed["at"] == allocated["ship_by"] + timedelta(hours=REROUTE_OVERDUE_HOURS)
+    late = routed["at"] - allocated["ship_by"] - timedelta(hours=REROUTE_OVERDUE_HOURS)
+    assert timedelta(0) <= late < timedelta(minutes=30)  # intercepted at the deadline, routed at the tick
     [again] = routed["allocations"]
     assert again["supplier_id"] == OTHER_SOURCE
     assert first(allocations(history)[again["allocation_id"]], "TrackingUploaded") is not None  # shipped after all
@@ -169,7 +170,8 @@ def issue_16(q: Any, out: str, printed: dict[str, list[list[str]]]) -> None:
     [(other, rerouted, allocated_at)] = q("""SELECT supplier_id, allocation_id, allocated_at FROM allocations
                                              WHERE platform = ? AND shop_id = ? AND order_id = ? AND routed_by = 'overdue'""",
                                           *order)
-    assert other != supplier and allocated_at - ship_by == timedelta(hours=REROUTE_OVERDUE_HOURS)
+    after = allocated_at - ship_by - timedelta(hours=REROUTE_OVERDUE_HOURS)
+    assert other != supplier and timedelta(0) <= after < timedelta(minutes=30)
     assert said["T4"].startswith(f"{supplier} had no tracking for {aid} by ")
     assert said["T4"].endswith(f"re-routed to {other} ({rerouted}) {REROUTE_OVERDUE_HOURS} h later")
     # RC6: one return, accepted, credited on the statement the demo issued

@@ -8,6 +8,8 @@ from datetime import timedelta
 
 import pytest
 
+from engine import ids
+from engine.catalog import Supplier
 from engine.errors import DomainError, NotFound
 from engine.linking import LinkHealthChanged
 from engine.policy import decide
@@ -402,3 +404,11 @@ def test_rt3_rt11_a_line_that_still_cannot_route_records_no_new_decision_on_each
     for n in range(5):
         two.report_stock("SUP-A", "OA", "a1", 20 + n, at=T0 + timedelta(minutes=10 + n))
     assert len(two.decisions(*SHOP, "O1")) == decisions  # no log growth for an order nobody can take
+
+
+def test_rt13_i4_a_stopped_allocation_gives_its_units_back_so_the_re_release_fits(two):
+    supplier(two, "SUP-A", daily_capacity=10)
+    place(two, "O1", line("L1", "P1", qty=6))
+    two.change_address(*SHOP, "O1", OTHER_BUYER, at=T0 + timedelta(minutes=5))
+    assert [(a.supplier_id, a.lines[0].qty) for a in live(two, "O1")] == [("SUP-A", 6)]  # not capacity_reached
+    assert two.load(Supplier, ids.supplier_id("SUP-A")).capacity_left(T0) == 4
