@@ -210,7 +210,7 @@ class Server:
                 ok = await self._process(msgs)
                 backoff = 0.0 if ok else min(max(backoff * 2, 0.5), 10.0)
                 if ok:
-                    await self._tick(received_at(msgs[-1]) if msgs[-1].metadata.num_pending else None)  # a backlog
+                    await self._tick(received_at(msgs[-1]) if msgs and msgs[-1].metadata.num_pending else None)
                 self.wake.set()
         finally:
             self.stop.set()
