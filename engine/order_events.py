@@ -65,6 +65,15 @@ class OrderRouted(Event, frozen=True):
                     o.need[line.line_id] = chosen
                     if len(served) == 1:
                         o.whole[(line.line_id, chosen.index)] = chosen
+                    if len(served) > 1 and all(len(s.components) == 1 for s in served):
+                        o.split.add(line.line_id)
+                    else:
+                        o.split.discard(line.line_id)
+                elif facts[line.line_id].matched_by == "remaining_units":  # RT12: the missing units, anew
+                    o.need[line.line_id] = msgspec.structs.replace(o.need[line.line_id], components=tuple(
+                        o.live_components(line.line_id)) + tuple(c for s in served for c in s.components))
+                    if not all(len(s.components) == 1 for s in served):
+                        o.split.discard(line.line_id)
                 for cand in served:
                     for comp in cand.components:
                         ref = next((r for r in self.allocations if r.supplier_id == comp.supplier_id

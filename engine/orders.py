@@ -67,6 +67,7 @@ class Order(Aggregate):
         self.need: dict[str, CandidateFacts] = {}
         self.parts: dict[str, list[tuple[str, int, ComponentFacts]]] = {}  # allocation -> (line, alt, part)
         self.whole: dict[tuple[str, int], CandidateFacts] = {}  # (line, alternative) routed whole
+        self.split: set[str] = set()  # lines last split over single-SKU alternatives (RT12)
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -200,6 +201,20 @@ class Order(Aggregate):
             if comp.need > take:
                 left.append(msgspec.structs.replace(comp, need=comp.need - take))
         return msgspec.structs.replace(need, components=tuple(left))
+
+    def units_left(self, line_id: str) -> int | None:
+        """Rule RT12: the units of a split line that no live allocation carries, when some do
+        (each part a single supplier SKU: its units are its quantity over the reflow quantity)."""
+        if line_id not in self.split or line_id not in self.lines:
+            return None
+        live = sum(comp.need // comp.qty for allocation_id in self.allocations
+                   for lid, _, comp in self.parts.get(allocation_id, ()) if lid == line_id)
+        left = self.lines[line_id].qty - live
+        return left if live and left > 0 else None
+
+    def live_components(self, line_id: str) -> list[ComponentFacts]:
+        return [comp for allocation_id in self.allocations for lid, _, comp in self.parts.get(allocation_id, ())
+                if lid == line_id]
 
     def covered(self, line_id: str) -> bool:
         """Every part of the line is carried by a live allocation."""

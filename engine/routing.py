@@ -129,7 +129,14 @@ def in_pool(supplier: Supplier | None, offer: Offer | None, sku: OfferSku | None
 def line_facts(uow: UnitOfWork, order: Order, line: LineIn, at: datetime, settings: MerchantSettings,
                link: Link | None = None) -> LineFacts:
     """The facts of one line: every alternative of its link, or, when part of the line is still
-    with a live allocation (a bundle's tracked half, L4), only the parts that were stopped (I4)."""
+    with a live allocation (a bundle's tracked half, L4), only the parts that were stopped (I4); for
+    a split line (RT12), the units left, over every alternative again."""
+    left = order.units_left(line.line_id)
+    if left is not None:
+        alternatives, version, _ = resolve(uow, order.platform, order.shop_id, order.merchant_id, line, link)
+        return LineFacts(line_id=line.line_id, qty=left, link_version=version, matched_by="remaining_units",
+                         candidates=tuple(candidate(uow, order.merchant_id, left, alt, i, at, settings,
+                                                    excluded=order.excluded) for i, alt in enumerate(alternatives)))
     rest = order.missing(line.line_id)
     if rest is not None and rest.components:
         alt = Alternative(components=tuple(

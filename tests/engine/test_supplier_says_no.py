@@ -208,14 +208,21 @@ def test_rt12_with_rt10_a_split_order_is_not_consolidated_and_s1_counts_every_pa
     assert last_decision(three, "O1").decision.consolidated_to is None
 
 
-def test_rt12_a_rejected_part_is_routed_again_alone_rt11(three):
+def test_rt12_rt11_a_rejected_part_of_a_split_line_is_split_again_over_the_other_sources(three):
     three.set_merchant_settings("default", split_lines=True, at=T0 - timedelta(hours=1))
-    three.report_stock("SUP-C", "OC", "c1", 9, at=T0 - timedelta(minutes=1))
-    place(three, "O1", line("L1", "P1", qty=4))  # A 1 + B 3 (C could too, but two parts B+C... fewest first)
-    parts = {a.supplier_id: a for a in live(three, "O1")}
-    rejected = parts[sorted(parts)[0]]
-    three.reject_allocation(rejected.supplier_id, rejected.allocation_id, "other", at=T0 + timedelta(minutes=5))
-    assert rejected.supplier_id not in {a.supplier_id for a in live(three, "O1")}
+    place(three, "O1", line("L1", "P1", qty=5))  # B 3 + C 2
+    c = next(a for a in live(three, "O1") if a.supplier_id == "SUP-C")
+    three.report_stock("SUP-A", "OA", "a1", 50, at=T0 + timedelta(minutes=1))
+    three.reject_allocation("SUP-C", c.allocation_id, "other", at=T0 + timedelta(minutes=5))
+    got = sorted((a.supplier_id, a.lines[0].qty) for a in live(three, "O1"))
+    assert got == [("SUP-A", 2), ("SUP-B", 3)]  # the 2 units left, from A (never C again)
+    assert last_decision(three, "O1").input.lines[0].matched_by == "remaining_units"
+    for a in live(three, "O1"):
+        three.upload_tracking(a.supplier_id, a.allocation_id, "STO", f"STO{a.supplier_id[-1]}12345",
+                              at=T0 + timedelta(hours=1))
+    assert order(three, "O1").shipped  # T2: every unit tracked
+    for routed in three.decisions(*SHOP, "O1"):
+        assert decide(routed.input) == routed.decision  # RT6
 
 
 # -- RT13 daily capacity -----------------------------------------------------------------------
