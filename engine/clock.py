@@ -28,7 +28,7 @@ Deadline = tuple[datetime, str, str]
 
 DEADLINES: dict[str, Callable[[UnitOfWork, str, datetime, datetime], None]] = {}
 """What passing each kind of deadline sets off: `fn(uow, key, due, now)`, `now` the time the clock
-reached when it passed (`due` when it passes at once on being set)."""
+reached when it passed (at or after `due`)."""
 
 
 def on_deadline(kind: str) -> Callable:

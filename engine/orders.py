@@ -178,10 +178,8 @@ class Order(Aggregate):
     def live_parts(self, line_id: str) -> Counter[tuple[str, str, str]]:
         """Units of each supplier SKU that live allocations carry for this line."""
         have: Counter[tuple[str, str, str]] = Counter()
-        for allocation_id in self.allocations:
-            for lid, _, comp in self.parts.get(allocation_id, ()):
-                if lid == line_id:
-                    have[comp.key] += comp.need
+        for comp in self.live_components(line_id):
+            have[comp.key] += comp.need
         return have
 
     def missing(self, line_id: str) -> CandidateFacts | None:
@@ -207,12 +205,12 @@ class Order(Aggregate):
         (each part a single supplier SKU: its units are its quantity over the reflow quantity)."""
         if line_id not in self.split or line_id not in self.lines:
             return None
-        live = sum(comp.need // comp.qty for allocation_id in self.allocations
-                   for lid, _, comp in self.parts.get(allocation_id, ()) if lid == line_id)
+        live = sum(comp.need // comp.qty for comp in self.live_components(line_id))
         left = self.lines[line_id].qty - live
         return left if live and left > 0 else None
 
     def live_components(self, line_id: str) -> list[ComponentFacts]:
+        """The parts of this line that live allocations carry."""
         return [comp for allocation_id in self.allocations for lid, _, comp in self.parts.get(allocation_id, ())
                 if lid == line_id]
 

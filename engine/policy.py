@@ -212,6 +212,18 @@ def _consume(c: CandidateFacts, used: dict) -> None:
         used[(comp.supplier_id,)] = used.get((comp.supplier_id,), 0) + comp.need  # RT13
 
 
+def stock_in_turn(candidates: list[CandidateFacts]) -> int:
+    """Rules S1 with RT12: the whole units the candidates could make one after the other, each
+    taking what its stock allows, so a supplier SKU two of them share counts once."""
+    used: dict = {}
+    total = 0
+    for c in candidates:
+        units = max(_stock(c, used), 0)
+        _consume(scaled(c, units), used)
+        total += units
+    return total
+
+
 def scaled(c: CandidateFacts, units: int) -> CandidateFacts:
     """A candidate making `units` of the shop SKU (one part of a split line, RT12)."""
     return msgspec.structs.replace(c, components=tuple(

@@ -8,7 +8,7 @@ work (RT7), records the decision with its input (RT6), and parks what is left wa
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -32,6 +32,7 @@ from engine.policy import (
     decide,
     picked,
     rank,
+    stock_in_turn,
 )
 from engine.privacy import mask, recipient_token
 from engine.servicelevel import ship_by
@@ -178,14 +179,7 @@ def sellable(uow: UnitOfWork, entry: SkuLink, merchant_id: str, settings: Mercha
     eligible.sort(key=lambda vf: rank(vf[0]))
     if not settings.split_lines:
         return eligible[0][0].stock if eligible else 0
-    used: Counter[tuple[str, str, str]] = Counter()
-    total = 0
-    for _, facts in eligible:
-        stock = max(min((max(c.available, 0) - used[c.key]) // c.qty for c in facts.components), 0)
-        for c in facts.components:
-            used[c.key] += stock * c.qty
-        total += stock
-    return total
+    return stock_in_turn([facts for _, facts in eligible])
 
 
 # -- routing -------------------------------------------------------------------------------------

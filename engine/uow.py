@@ -79,10 +79,10 @@ class UnitOfWork:
             raise NotFound(f"order_id: unknown order {platform}/{shop_id}/{order_id}")
         return o
 
-    def allocation(self, allocation_id: str) -> Allocation:
+    def allocation(self, allocation_id: str, rule: str = "") -> Allocation:
         a = self.get(Allocation, ids.allocation_uuid(allocation_id))
         if a is None:
-            raise UnknownAllocation(f"allocation_id: unknown allocation {allocation_id!r}")
+            raise UnknownAllocation(f"allocation_id: unknown allocation {allocation_id!r}", rule)
         return a
 
     def live(self, order: Order) -> list[Allocation]:

@@ -3,10 +3,7 @@ tracking uploaded (T1, I7), and shipment confirmed to the shop (T2)."""
 
 from __future__ import annotations
 
-from engine import ids
-from engine.allocations import Allocation
 from engine.commands import AnswerIntercept, CancelAllocation, CancelAllocations, RejectAllocation, UploadTracking
-from engine.errors import UnknownAllocation
 from engine.handlers.registry import handles
 from engine.lifecycle import ended, maybe_ship, shipped_despite_intercept, stop, stop_active
 from engine.routing import route
@@ -38,9 +35,7 @@ def reject_allocation(c: RejectAllocation, uow: UnitOfWork) -> str:
     """Rule RT11: the allocation ends as rejected and gives its stock back; the reason tells what
     became of the supplier's SKUs; the lines are routed again at once, never again to that
     supplier for this order. `rejected`, or `duplicate` for a rejection already recorded."""
-    alloc = uow.get(Allocation, ids.allocation_uuid(c.allocation_id))
-    if alloc is None:
-        raise UnknownAllocation(f"allocation_id: unknown allocation {c.allocation_id!r}", "RT11")
+    alloc = uow.allocation(c.allocation_id, "RT11")
     at = max(c.at, alloc.allocated_at or c.at)  # a supplier's clock behind ours: never before the allocation
     if not alloc.reject(c.supplier_id, c.reason, c.note, at):
         return "duplicate"
