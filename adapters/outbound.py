@@ -151,6 +151,11 @@ class Mapper:
     """Events to outbound messages. Intercepts and shipments name their allocation and order
     through the first event of that aggregate (it carries the natural ids), read once and cached."""
 
+    FIRSTS = 4096
+    """First events kept: an intercept or a shipment comes hours after its allocation, so keeping
+    every allocation's first event (as before) held ~100k long-lived events for the garbage
+    collector to walk, for a one-row read it rarely saved."""
+
     def __init__(self, app: Reflow) -> None:
         self.app = app
         self._firsts: dict[UUID, Event] = {}
@@ -160,7 +165,7 @@ class Mapper:
         if first is None:
             [stored] = self.app.recorder.select_events(originator_id, lte=1, limit=1)
             first = self.app.mapper.to_domain_event(stored)
-            if len(self._firsts) > 100_000:
+            if len(self._firsts) >= self.FIRSTS:
                 self._firsts.clear()
             self._firsts[originator_id] = first
         return first
@@ -168,7 +173,6 @@ class Mapper:
     def message(self, position: int, event: Event) -> Outgoing | None:
         match event:
             case Allocated():
-                self._firsts.setdefault(event.originator_id, event)
                 body: Any = AllocationOut(
                     allocation_id=event.allocation_id, supplier_id=event.supplier_id,
                     lines=[AllocationLineOut(offer_id=x.offer_id, supplier_sku_id=x.supplier_sku_id,

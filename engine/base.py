@@ -188,28 +188,23 @@ def chain_digest(event: Event) -> str:
     return digest_bytes(_topic(type(event)), _encoder.encode(event))
 
 
-_STORED_MAX = 100_000
 _local = threading.local()
-"""Per thread, (aggregate, version) -> topic and stored JSON of events the mapper decoded lately
-(a load decodes and projects in one thread, so a note is read right after it is written)."""
-
-
-def _notes() -> dict[tuple[UUID, int], tuple[str, bytes]]:
-    notes = getattr(_local, "notes", None)
-    if notes is None or len(notes) >= _STORED_MAX:
-        notes = _local.notes = {}
-    return notes
+"""Per thread, the (aggregate, version, topic, stored JSON) of the event the mapper decoded last.
+A load decodes and projects in one thread, one event at a time, so when `Aggregate.project` has
+applied its last event that event's note is the one here: one slot, nothing kept per event."""
 
 
 def _note_stored(event: Event, topic: str, state: bytes) -> None:
-    _notes()[(event.originator_id, event.originator_version)] = (topic, state)
+    _local.last = (event.originator_id, event.originator_version, topic, state)
 
 
 def stored_digest(event: Event) -> str:
     """Rule A2: the digest of an event as it is stored (its own bytes, noted when the mapper decoded
     it; else its encoding, the same bytes while its type has not changed since it was stored)."""
-    noted = _notes().pop((event.originator_id, event.originator_version), None)
-    return digest_bytes(*noted) if noted is not None else chain_digest(event)
+    noted = getattr(_local, "last", None)
+    if noted is not None and noted[0] == event.originator_id and noted[1] == event.originator_version:
+        return digest_bytes(noted[2], noted[3])
+    return chain_digest(event)
 
 
 class MsgspecMapper(Mapper):

@@ -9,8 +9,11 @@ from uuid import UUID, uuid5
 NS = UUID("5f1e3c2a-7d1b-4c1e-9a57-2f0d6b8e1a40")
 
 
-@lru_cache(maxsize=1 << 16)  # suppliers, offers, links... are asked for on every order
+@lru_cache(maxsize=1 << 13)
 def _id(*parts: str) -> UUID:
+    """Suppliers, offers, links... are asked for on every order, and an order's own ids several
+    times within its batch. Small on purpose: every entry is a long-lived object the garbage
+    collector walks on each full collection (issue 17: a 65,536-entry cache kept ~100k UUIDs)."""
     return uuid5(NS, "\x1f".join(parts))
 
 

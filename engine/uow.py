@@ -4,6 +4,12 @@
 ones' changes (RT7 within a batch). `checkpoint()` marks where a command starts; `rollback()` takes
 back everything changed since, so a refused command leaves no trace in a batch. `collect()` hands
 the pending events of every aggregate to the store, in one atomic write.
+
+The loader hands out the application's cached aggregates themselves, not copies (a copy per batch
+costs as much as the aggregate is big: a hot offer holds every open reservation). So the unit of
+work changes cached objects in place, and whatever is not stored must leave the cache: `rollback`
+evicts what a refused command changed before rebuilding it from the store, and `discard` evicts
+everything changed when the unit is not stored (a failed write, an error, a dry run).
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ _MISSING: Any = object()
 
 
 class UnitOfWork:
-    def __init__(self, load: Loader, keys: Keys, absent: Iterable[UUID] = ()) -> None:
+    def __init__(self, load: Loader, keys: Keys, absent: Iterable[UUID] = (),
+                 forget: Callable[[Iterable[UUID]], None] | None = None) -> None:
         self._load = load
+        self._forget = forget or (lambda ids_: None)
         self.keys = keys
         """The cipher and token key that seal and mask consumer data (P1, P2)."""
         self.absent = set(absent)
@@ -103,6 +111,7 @@ class UnitOfWork:
             now = self.loaded.get(id_)
             if now is agg and (agg is None or len(agg.pending) == n):
                 continue  # only read
+            self._forget((id_,))  # the cached object holds the command's changes
             if not was_loaded:
                 self.loaded.pop(id_, None)
             elif agg is None:
@@ -115,6 +124,14 @@ class UnitOfWork:
         agg = (None if id in self.absent else self._load(cls, id)) or cls(id)
         agg.replay_pending(kept)
         return agg
+
+    def changed(self) -> list[UUID]:
+        """The aggregates holding changes not stored yet."""
+        return [id_ for id_, agg in self.loaded.items() if agg is not None and agg.pending]
+
+    def discard(self) -> None:
+        """The unit will not be stored: evict what it changed from the cache."""
+        self._forget(self.changed())
 
     def collect(self) -> list[Event]:
         """Every pending event of the unit, taken out of its aggregate (to be stored)."""

@@ -10,6 +10,7 @@ from engine.app import Reflow
 from engine.catalog import Offer, StockReserved
 from engine.commands import Command, PlaceOrder
 from engine.errors import DomainError, InvalidCommand
+from engine.values import SkuQty
 from tests.engine.test_routing import race
 from tests.world import BUYER, SHOP, T0, alt, comp, line, link, offer, order, sku, stored, supplier
 
@@ -21,10 +22,15 @@ class ReserveThenRefuse(Command, frozen=True):
     offer_id: str
     allocation_id: str
     refuse: bool = True
+    qty: int = 0
+    crash: bool = False
 
 
 def reserve_then_refuse(c: ReserveThenRefuse, uow) -> None:  # noqa: ANN001
-    uow.get_or_new(Offer, ids.offer_id(c.supplier_id, c.offer_id)).reserve(c.allocation_id, (), c.at)
+    items = (SkuQty(supplier_sku_id="a", qty=c.qty),) if c.qty else ()
+    uow.get_or_new(Offer, ids.offer_id(c.supplier_id, c.offer_id)).reserve(c.allocation_id, items, c.at)
+    if c.crash:
+        raise RuntimeError("the store went away")
     if c.refuse:
         raise InvalidCommand("field: refused after a change")
 
@@ -126,3 +132,77 @@ def test_rt7_two_routers_batching_orders_never_oversell(app, store_url):
     assert statuses.count("allocated") == 5 and statuses.count("unrouted") == 19
     state = app.offer("S2", "O2")
     assert (state.reserved["a"], state.available("a")) == (5, 0)
+
+
+# -- the cache: units of work change the cached aggregates in place (no copy per batch), so
+# -- whatever is not stored must not stay in the cache (issue 17)
+
+
+def last_unit(world, phantom: ReserveThenRefuse | None = None) -> ReserveThenRefuse:
+    world.report_stock("S1", "O1", "a", 1, at=T0)
+    return phantom or ReserveThenRefuse(at=T0, supplier_id="S1", offer_id="O1", allocation_id="A-phantom", qty=1)
+
+
+def test_RT7_a_refused_command_leaves_no_phantom_reservation_in_the_cache(world):
+    """The refused command reserved the last unit on the cached offer; the next order gets it."""
+    [refused] = world.run_batch([last_unit(world)])
+    assert isinstance(refused, DomainError)
+    assert world.run_batch([placing("X1")]) == ["allocated"]
+    assert world.offer("S1", "O1").reserved["a"] == 1
+
+
+def test_RT7_a_refused_command_after_a_kept_one_keeps_only_the_kept_one(world):
+    phantom = last_unit(world)
+    world.report_stock("S1", "O1", "a", 2, at=T0)
+    assert world.run_batch([placing("X1"), phantom])[0] == "allocated"
+    assert world.run_batch([placing("X2"), placing("X3")]) == ["allocated", "unrouted"]
+
+
+def test_RT7_a_write_that_fails_leaves_no_phantom_reservation_in_the_cache(world):
+    last_unit(world)
+    original = world.events.put
+
+    def fails(events, **kw):  # noqa: ANN001, ANN003
+        world.events.put = original
+        raise OSError("disk full")
+
+    world.events.put = fails  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="disk full"):
+        world.run_batch([placing("X1")])
+    assert order(world, "X1") is None
+    assert world.run_batch([placing("X2")]) == ["allocated"]
+    assert world.offer("S1", "O1").reserved["a"] == 1
+
+
+def test_RT7_an_unexpected_error_leaves_no_phantom_reservation_in_the_cache(world):
+    crash = ReserveThenRefuse(at=T0, supplier_id="S1", offer_id="O1", allocation_id="A-crash", qty=1, crash=True)
+    last_unit(world)
+    with pytest.raises(RuntimeError):
+        world.run_batch([crash])
+    assert world.run_batch([placing("X1")]) == ["allocated"]
+
+
+def test_A1_a_dry_run_leaves_no_phantom_reservation_in_the_cache(world):
+    dry = ReserveThenRefuse(at=T0, supplier_id="S1", offer_id="O1", allocation_id="A-dry", qty=1, refuse=False)
+    last_unit(world)
+    world.execute(dry, dry_run=True)
+    assert world.run_batch([placing("X1")]) == ["allocated"]
+
+
+def test_RT7_a_batch_beaten_by_another_router_is_run_again_on_what_that_router_stored(app, store_url):
+    """The first router's cached offer is stale once the second took the last unit: its write
+    collides, the changed aggregates leave its cache, and the retry sees the unit gone."""
+    from tests.engine.test_routing import _same_env
+
+    supplier(app, "S1")
+    offer(app, "S1", "O1", {"a": 1})
+    link(app, "P1", sku("K1", alt(comp("S1", "O1", "a"))))
+    app.run_batch([lambda: app.run(lambda uow: uow.offer("S1", "O1"))])  # read: now in its cache
+    second = Reflow(_same_env(app))
+    try:
+        assert second.run_batch([placing("B1")]) == ["allocated"]
+        # the first router's cache still holds the offer as it was before B1: the write collides
+        assert app.run_batch([placing("A1")]) == ["unrouted"]
+    finally:
+        second.close()
+    assert app.offer("S1", "O1").reserved["a"] == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -259,8 +260,8 @@ def test_rt8_source_pool_admits_only_qualifying_suppliers_and_offers(world):
     good = dict(level="L3", service_stars=4.5, logistics_score=4, experience_score=3)
     supplier(world, "S1", score=70, **good)
     supplier(world, "S2", score=90, level=1, service_stars=4.5, logistics_score=4, experience_score=3)
-    enrolled = OfferSku(supplier_sku_id="a", stock=500, enrolled=True, channel_price="9.00",
-                        lowest_30d_price="9.50", market_price="20.00")
+    enrolled = OfferSku(supplier_sku_id="a", stock=500, enrolled=True, channel_price=Decimal("9.00"),
+                        lowest_30d_price=Decimal("9.50"), market_price=Decimal("20.00"))
     terms = PoolTerms(dropship_free_shipping=True, returns_7d=True, growth_score=70)
     world.publish_offer("S1", "O1", "Offer O1", True, [enrolled], pool=terms, at=EARLIER)
     world.publish_offer("S2", "O2", "Offer O2", True, [enrolled], pool=terms, at=EARLIER)
@@ -273,8 +274,8 @@ def test_rt8_source_pool_admits_only_qualifying_suppliers_and_offers(world):
     [d] = world.decisions(*SHOP, "X1")
     assert d.decision.lines[0].candidates[0].reason == "not_in_pool"
     # the offer side: a channel price above the 30-day lowest leaves the pool
-    dear = OfferSku(supplier_sku_id="a", stock=500, enrolled=True, channel_price="9.60",
-                    lowest_30d_price="9.50", market_price="20.00")
+    dear = OfferSku(supplier_sku_id="a", stock=500, enrolled=True, channel_price=Decimal("9.60"),
+                    lowest_30d_price=Decimal("9.50"), market_price=Decimal("20.00"))
     world.publish_offer("S1", "O1", "Offer O1", True, [dear], pool=terms, at=EARLIER)
     place(world, "X2", line("L1", "P1"))
     assert order(world, "X2").unroutable == {"L1": "sku_off_shelf"}

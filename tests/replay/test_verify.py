@@ -105,8 +105,9 @@ def test_A2_removing_the_newest_events_before_an_anchor_is_caught(history, log):
     history.place_order(*SHOP, "LATER", LATER, BUYER, [line("L1", "P1")])
     assert verify(history).anchored
     *_, before, anchor = log.notifications()
+    later = history.order(*SHOP, "LATER").id
     for n in log.notifications():
-        if n.originator_id == history.order(*SHOP, "LATER").id or n.id == before.id:
+        if n.originator_id == later or n.id == before.id:
             log.delete(n.id)
     p = verify(history).problem
     assert p is not None

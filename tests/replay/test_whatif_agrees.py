@@ -19,8 +19,8 @@ TERMS = PoolTerms(dropship_free_shipping=True, returns_7d=True, growth_score=70)
 
 
 def enrolled(sku_id: str, price: str) -> OfferSku:
-    return OfferSku(supplier_sku_id=sku_id, stock=500, enrolled=True, channel_price="9.00",
-                    lowest_30d_price="9.50", market_price="20.00")
+    return OfferSku(supplier_sku_id=sku_id, stock=500, enrolled=True, channel_price=Decimal("9.00"),
+                    lowest_30d_price=Decimal("9.50"), market_price=Decimal("20.00"))
 
 
 @pytest.fixture
