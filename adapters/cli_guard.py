@@ -55,14 +55,18 @@ def _made_with(path: Path) -> set[str]:
 @contextlib.contextmanager
 def removed_if_refused(path: Path) -> Iterator[None]:
     """A new analysts' file made for a statement that is then refused is removed again, with its
-    working and lock files; a file that was there before is kept."""
+    working and lock files and its segments directory; a file that was there before is kept."""
     before = _made_with(path)
     try:
         yield
     except BaseException:
         if path.name not in before:
             for name in _made_with(path) - before:
-                (path.parent / name).unlink(missing_ok=True)
+                made = path.parent / name
+                if made.is_dir():
+                    shutil.rmtree(made, ignore_errors=True)
+                else:
+                    made.unlink(missing_ok=True)
         raise
 
 

@@ -32,119 +32,33 @@ from datetime import UTC, datetime
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
 
 from adapters.batches import IN_STREAM, DeadLetters, Item, apply_batch, apply_each  # noqa: F401  (re-exported)
 from adapters.bootstrap import Settings, nats_refusal, open_app
+from adapters.broker import (  # noqa: F401  (re-exported)
+    CONSUMER,
+    DLQ_STREAM,
+    OUT_STREAM,
+    STREAMS,
+    ServeError,
+    connect,
+    dead_letter_id,
+    dead_letter_subject,
+    ensure_consumer,
+    ensure_streams,
+    received_at,
+    source_name,
+)
+from adapters.gctune import Pauses
 from adapters.inbound import ALREADY_APPLIED, Outcome
 from adapters.messages import one_line
 from adapters.outbound import Publisher
+from adapters.outbounding import Outbound, OutboundFailed
 from adapters.projecting import ProjectionRunFailed, Projections, ProjectionsFailed
 from engine.app import Reflow
 from engine.commands import PassTime
 
 log = logging.getLogger("reflow.serve")
-
-OUT_STREAM, DLQ_STREAM = "REFLOW_OUT", "REFLOW_DLQ"
-CONSUMER = "reflow"
-HOUR = 3600.0
-STREAMS = {
-    IN_STREAM: "reflow.in.>",
-    OUT_STREAM: "reflow.out.>",
-    DLQ_STREAM: "reflow.dlq.>",
-}
-DUPLICATE_WINDOW = {IN_STREAM: 2 * HOUR, OUT_STREAM: 24 * HOUR, DLQ_STREAM: 24 * HOUR}
-
-
-class ServeError(Exception):
-    """serve cannot start (no NATS server, a stream configured otherwise); one line."""
-
-
-# -- broker setup -------------------------------------------------------------------------------
-
-
-async def connect(url: str, *, attempts: int = 3) -> NATS:
-    """Connect, failing after a few attempts; once connected, reconnect forever."""
-
-    async def quiet(exc: Exception) -> None:  # nats-py would print a traceback per retry
-        log.debug("nats: %s", one_line(str(exc) or type(exc).__name__))
-
-    async def disconnected() -> None:
-        if not nc_box or not nc_box[0].is_closed:
-            log.warning("NATS connection lost; reconnecting")
-
-    async def reconnected() -> None:
-        log.warning("NATS connection back")
-
-    nc_box: list[NATS] = []
-    try:
-        nc = await nats.connect(
-            url, connect_timeout=2, reconnect_time_wait=0.5, max_reconnect_attempts=attempts,
-            error_cb=quiet, disconnected_cb=disconnected, reconnected_cb=reconnected,
-            pending_size=64 * 1024 * 1024,
-        )
-    except Exception as exc:  # noqa: BLE001 - any failure to connect is one line for the user
-        raise ServeError(nats_refusal(url, exc)) from None
-    nc.options["max_reconnect_attempts"] = -1
-    nc_box.append(nc)
-    return nc
-
-
-async def ensure_streams(js: JetStreamContext) -> None:
-    """Create REFLOW_IN, REFLOW_OUT and REFLOW_DLQ (file storage) where missing."""
-    for name, subject in STREAMS.items():
-        try:
-            await js.stream_info(name)
-            continue
-        except NotFoundError:
-            pass
-        await js.add_stream(StreamConfig(
-            name=name, subjects=[subject], storage=StorageType.FILE,
-            duplicate_window=DUPLICATE_WINDOW[name],
-        ))
-
-
-async def ensure_consumer(js: JetStreamContext, batch: int, ack_wait: float) -> None:
-    """The durable pull consumer ``reflow``: explicit acks, one batch in flight at most."""
-    config = ConsumerConfig(
-        durable_name=CONSUMER, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-        ack_wait=ack_wait, max_ack_pending=batch, max_deliver=-1, filter_subject=STREAMS[IN_STREAM],
-    )
-    await js.add_consumer(IN_STREAM, config)
-
-
-async def source_name(js: JetStreamContext) -> str:
-    """The name the position in REFLOW_IN is stored under: the stream and when it was created.
-
-    Several serves may share one store, each with its own REFLOW_IN (its own NATS server or
-    account), and a stream deleted and made again starts its sequence from 1: each such stream
-    keeps a position of its own."""
-    created = (await js.stream_info(IN_STREAM)).created
-    if not created:
-        return IN_STREAM
-    return f"{IN_STREAM}@{created.isoformat() if hasattr(created, 'isoformat') else created}"
-
-
-def dead_letter_id(msg: Msg) -> str:
-    """Derived from the original's id, so a redelivered bad message is dead-lettered once."""
-    original = (msg.headers or {}).get("Nats-Msg-Id")
-    if original:
-        return f"dlq-{original}"
-    return f"dlq-{IN_STREAM}-{msg.metadata.sequence.stream}"
-
-
-def dead_letter_subject(subject: str) -> str:
-    return "reflow.dlq." + subject.removeprefix("reflow.")
-
-
-def received_at(msg: Msg) -> datetime:
-    try:
-        return msg.metadata.timestamp
-    except Exception:  # noqa: BLE001 - not a JetStream message
-        return datetime.now(UTC)
-
 
 class Server:
     """The serve loop over one app and one NATS connection."""
@@ -160,6 +74,9 @@ class Server:
         self.engine = ThreadPoolExecutor(1, thread_name_prefix="reflow-engine")
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="reflow-outbound")
         self.publisher = Publisher.in_executor(app, self.js, self.reader)
+        self.outbound = Outbound(settings) if settings is not None else None
+        """REFLOW_OUT's publisher in a process of its own (adapters/outbounding.py); without
+        settings (a bare Server in tests) ``publisher`` publishes from this process."""
         self.projections = Projections(settings) if settings is not None else None
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()
@@ -188,6 +105,15 @@ class Server:
                 if isinstance(exc, ProjectionsFailed):
                     raise ServeError(str(exc)) from None
                 raise
+        if self.outbound is not None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(self.reader, self.outbound.start)
+            except OutboundFailed as exc:
+                if self.projections is not None:
+                    await self.projections.drain()
+                for pool in (self.engine, self.reader):
+                    pool.shutdown(wait=False)
+                raise ServeError(str(exc)) from None
         await self._after_crash()
         background = [asyncio.create_task(self._outbound_loop()),
                       asyncio.create_task(self._projection_loop())]
@@ -320,7 +246,11 @@ class Server:
                 await asyncio.wait_for(self.wake.wait(), timeout=1.0)
             self.wake.clear()
             try:
-                await self.publisher.publish_pending()
+                if self.outbound is not None:
+                    self.outbound.wake()
+                    await asyncio.get_running_loop().run_in_executor(self.reader, self.outbound.check)
+                else:
+                    await self.publisher.publish_pending()
             except Exception as exc:  # noqa: BLE001 - NATS away: the next round resumes
                 log.warning("outbound publish failed (%s); retrying", one_line(str(exc) or type(exc).__name__))
                 await self._sleep(0.5)
@@ -346,7 +276,10 @@ class Server:
     async def _drain(self) -> None:
         """After the last batch: publish what it caused, bring the projections up to date."""
         try:
-            await asyncio.wait_for(self.publisher.publish_pending(), timeout=30)
+            if self.outbound is not None:
+                await asyncio.get_running_loop().run_in_executor(self.reader, self.outbound.drain)
+            else:
+                await asyncio.wait_for(self.publisher.publish_pending(), timeout=30)
         except Exception as exc:  # noqa: BLE001 - published on the next start instead
             log.warning("outbound not fully published at exit (%s); the next start resumes",
                         one_line(str(exc) or type(exc).__name__))
@@ -358,6 +291,11 @@ class Server:
         for pool in (self.engine, self.reader):
             pool.shutdown(wait=True)
 
+    @property
+    def published(self) -> int:
+        """Messages published to REFLOW_OUT by this serve."""
+        return self.outbound.published if self.outbound is not None else self.publisher.published
+
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.stop.wait(), timeout=seconds)
@@ -368,6 +306,7 @@ async def serve(settings: Settings, *, batch: int = 256, ack_wait: float = 10.0,
                 handle_signals: bool = True, clock: str = "wall") -> Server:
     """Run until SIGTERM/SIGINT (or ``stop`` is set): drain the in-flight batch, publish, return."""
     app = open_app(settings)
+    pauses = Pauses()
     try:
         nc = await connect(settings.nats_url)
         try:
@@ -392,6 +331,8 @@ async def serve(settings: Settings, *, batch: int = 256, ack_wait: float = 10.0,
                 await nc.close()
     finally:
         app.close()
+        pauses.close()
+        log.info("%s", pauses.line())
 
 
 async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:

@@ -30,7 +30,7 @@ from engine import ids
 from engine.allocations import Allocation
 from engine.base import Aggregate, MsgspecMapper, NullTranscoder
 from engine.catalog import Offer
-from engine.conveniences import Conveniences
+from engine.conveniences import Conveniences, utcnow  # noqa: F401  (re-exported)
 from engine.errors import Conflict, DomainError, InvalidCommand
 from engine.handlers import HANDLERS
 from engine.linking import Link

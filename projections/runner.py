@@ -9,15 +9,16 @@ rebuild` gives the same rows.
 
 Readers at any time (CONTRACT section 4). DuckDB lets one process hold a database file for
 writing, and a reader cannot open a file another process holds for writing. So the runner never
-writes the analysts' file. It writes a private working file, `<path>.work`, and *publishes* it:
-`CHECKPOINT` (everything committed is in the file, the WAL is empty), copy the file to a temporary
-name in the same directory, `os.replace` it onto `<path>`. The rename is atomic: a reader opening
-`<path>` gets the old snapshot or the new one, never half of one, and a reader that already has
-the old one open keeps reading it (its inode lives on until it closes). `run_once` publishes when
-something changed and at least `publish_interval` (2 s) passed since the last publish; `catch_up`
-and `close` publish at the end. With `reflow serve` calling `run_once` every 1-2 s, what analysts
-see is at most ~4 s behind the event store. The price: each publish copies the whole file (a few
-hundred MB/s; a 1 GB projection costs about a second per publish), which is why it is throttled.
+writes the analysts' file. It writes a private working file, `<path>.work`, and *publishes* it
+(`projections.publish`): the rows added since the last publish, per fact table, as an immutable
+Parquet segment in `<path>.segments/`, then a new small DuckDB file of views over the segments,
+renamed atomically onto `<path>`. A reader opening `<path>` gets the old snapshot or the new one,
+never half of one; a reader that already has the old one open keeps reading it (the segments it
+lists stay at least `Publisher.grace` seconds after they are merged away). A publish costs what
+changed, not the size of the projection (segments are merged in tiers, each row rewritten about
+log4(rows) times). `run_once` publishes when something changed and at least `publish_interval`
+(2 s) passed since the last publish; `catch_up` and `close` publish at the end. With `reflow serve`
+calling `run_once` every 1-2 s, what analysts see is at most ~4 s behind the event store.
 
 One writer per file, two locks. A snapshot is only whole if nobody but this runner writes the
 working file. (1) Before anything else the runner takes `<path>.lock` with `flock` (exclusive,
@@ -27,9 +28,8 @@ description, so nothing else the process opens or closes can drop them. (2) Duck
 the working file is a POSIX record lock, which the kernel drops as soon as the process closes
 *any* handle of that file: publishing with `shutil.copyfile(work, tmp)` did exactly that, after
 which any process (`reflow statement`, a second serve) could open the working file for writing
-beside the runner and the next snapshots were torn (issue 19). So the runner opens one read-only
-descriptor of the working file right after DuckDB, copies from it with positional reads
-(`copy_file_range`), and closes it only after DuckDB has closed the file.
+beside the runner and the next snapshots were torn (issue 19). So the runner never opens another
+handle of the working file: publishing reads it through the runner's DuckDB connection.
 
     runner = ProjectionRunner(app, "reflow-data/reflow.duckdb")
     while serving:
@@ -44,6 +44,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from eventsourcing.persistence import Notification
 
 from engine.base import decode_event
 from projections.facts import HANDLERS, Batch
+from projections.publish import SMALL, Publisher
 from projections.schema import RUNNER_TABLE, SCHEMA_VERSION, TABLES, VIEWS, ddl
 from projections.target import check_target
 
@@ -147,22 +149,35 @@ class ProjectionRunner:
         self.runner_lock = runner_lock or RunnerLock(self.path, owner, wait=wait)
         self.owner = self.runner_lock.owner
         self.connection: Any = None
-        self._fd: int | None = None
+        self.publisher: Publisher | None = None
+        self._types: dict[str, list[tuple[str, str]]] = {}
         try:
             try:
                 self.connection = duckdb.connect(str(self.work_path))
             except duckdb.IOException as e:  # a DuckDB client that is not a runner holds it
                 raise ProjectionBusy(self.path, f"another process holds its working file {self.work_path} (is "
                                      f"`reflow serve` running? stop it first): {str(e).splitlines()[0]}") from None
-            # The descriptor publish() copies from: opened once, closed only after DuckDB closed the
-            # file (closing a handle of the file would drop DuckDB's POSIX lock on it; module docstring).
-            self._fd = os.open(self.work_path, os.O_RDONLY | os.O_CLOEXEC)
             self._prepare()
             self._record_runner(status or {})
+            if publish:
+                generation = self.connection.execute(
+                    "SELECT value FROM facts.meta WHERE key = 'generation'").fetchone()[0]
+                self.publisher = Publisher(self.path, generation)
         except BaseException:
             self._release()
             raise
         self.position = self.connection.execute("SELECT pos FROM facts.position").fetchone()[0]
+        # Where the facts are appended: `facts`; `delta` in a working file made for a statement
+        # from a published snapshot, whose `facts.*` are views (`projections.publish.materialise`).
+        found = self.connection.execute("SELECT value FROM facts.meta WHERE key = 'append_to'").fetchone()
+        self._append_to = found[0] if found else "facts"
+        if publish and self._append_to != "facts":
+            self._release()
+            raise ProjectionRefused(self.path, f"its working file {self.work_path} is a statement's private copy")
+        # Rows per fact table in the working file (append-only): what publish() exports beyond
+        # the published ones.
+        self._rows = {name: self.connection.execute(f"SELECT count(*) FROM facts.{name}").fetchone()[0]
+                      for name in TABLES} if publish else {}
         # A previous process may have committed to the working file after its last publish (it was
         # killed, or stopped between publishes): publish on the first run, so the analysts' file
         # catches up even when nothing new comes.
@@ -186,12 +201,16 @@ class ProjectionRunner:
                 con.execute(statement)
             con.execute("INSERT INTO facts.meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
             con.execute("INSERT INTO facts.position VALUES (1, 0, 0, NULL)")
+            con.execute("INSERT INTO facts.meta VALUES ('generation', ?)", [uuid.uuid4().hex])
             con.commit()
         else:  # views are derived: refresh them, so a view fix needs no rebuild
             con.begin()
             con.execute(RUNNER_TABLE)  # not a fact: added without a rebuild
             for statement in VIEWS:
                 con.execute(statement)
+            # Which working file the published segments came from (projections.publish); a file
+            # made before segments gets one now.
+            con.execute("INSERT OR IGNORE INTO facts.meta VALUES ('generation', ?)", [uuid.uuid4().hex])
             con.commit()
 
     def _record_runner(self, status: dict[str, Any]) -> None:
@@ -235,13 +254,14 @@ class ProjectionRunner:
 
     def _commit(self, batch: Batch, position: int) -> None:
         con = self.connection
+        tables = batch.tables()
         con.begin()
         try:
-            for name, table in batch.tables():
+            for name, table in tables:
                 view = f"_batch_{name}"
                 con.register(view, table)
                 cols = ", ".join(col for col, _ in TABLES[name])
-                con.execute(f"INSERT INTO facts.{name} ({cols}) SELECT {cols} FROM {view}")
+                con.execute(f"INSERT INTO {self._append_to}.{name} ({cols}) SELECT {cols} FROM {view}")
                 con.unregister(view)
             self._set_position(position, batch.events)
             con.commit()
@@ -249,6 +269,9 @@ class ProjectionRunner:
             con.rollback()
             raise
         self.position = position
+        if self._publishing:
+            for name, table in tables:
+                self._rows[name] += table.num_rows
         if batch.events:
             self._dirty = True
 
@@ -280,25 +303,28 @@ class ProjectionRunner:
 
     # -- publishing -------------------------------------------------------------------------
 
-    def publish(self) -> None:
-        """Copy a consistent snapshot of the working file onto the analysts' path, atomically."""
+    def publish(self) -> dict[str, Any]:
+        """Publish what changed since the last publish onto the analysts' path, atomically
+        (`projections.publish`). Returns what it wrote (files, bytes, rows, merged_rows, seconds)."""
         if not self._publishing:
             self._dirty = False
-            return
+            return {}
         with self.lock:
-            self.connection.execute("CHECKPOINT")
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            try:
-                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-                try:
-                    _copy(self._fd, out, os.fstat(self._fd).st_size)
-                finally:
-                    os.close(out)  # a handle of the temporary file, not of the working file
-                os.replace(tmp, self.path)
-            finally:
-                tmp.unlink(missing_ok=True)
+            con = self.connection
+            small = {name: (self._columns(name), con.execute(f"SELECT * FROM facts.{name} ORDER BY ALL").fetchall())
+                     for name in SMALL}
+            written = self.publisher.publish(con, dict(self._rows), small)
             self._dirty = False
             self._published_at = time.monotonic()
+            return written
+
+    def _columns(self, table: str) -> list[tuple[str, str]]:
+        """(name, type) of the columns of `facts.<table>` in the working file."""
+        if table not in self._types:
+            self._types[table] = self.connection.execute(
+                "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
+                "AND schema_name = 'facts' AND table_name = ? ORDER BY column_index", [table]).fetchall()
+        return self._types[table]
 
     def close(self) -> None:
         with self.lock:
@@ -311,15 +337,14 @@ class ProjectionRunner:
                 self._release()
 
     def _release(self) -> None:
-        """DuckDB first, then the descriptor publish() reads, then the runner lock."""
+        """DuckDB first, then the runner lock."""
         try:
+            if self.publisher is not None:
+                self.publisher.close()
             if self.connection is not None:
                 self.connection.close()
         finally:
             self.connection = None
-            if self._fd is not None:
-                fd, self._fd = self._fd, None
-                os.close(fd)
             self.runner_lock.release()
 
     def __enter__(self) -> ProjectionRunner:
@@ -327,27 +352,6 @@ class ProjectionRunner:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def _copy(src: int, dst: int, size: int) -> None:
-    """Copy `size` bytes from the start of `src` to `dst` with positional reads: `src`'s offset is
-    never used, and no other handle of its file is opened."""
-    done = 0
-    try:
-        while done < size:
-            n = os.copy_file_range(src, dst, size - done, done, done)
-            if n == 0:
-                break
-            done += n
-    except OSError:  # a file system without copy_file_range: read and write
-        while done < size:
-            chunk = os.pread(src, min(size - done, 1 << 20), done)
-            if not chunk:
-                break
-            os.pwrite(dst, chunk, done)
-            done += len(chunk)
-    if done != size:
-        raise OSError(f"publish: copied {done} of {size} bytes of the working file")
 
 
 class _Progress:

@@ -128,30 +128,38 @@ SELECT {keys},
 FROM allocations GROUP BY {keys}
 """
 
-def priced(source: str) -> str:
-    """The RC1 price join over a CTE `al` keyed by (allocation_id, seq), with supplier_id,
-    merchant_id, supplier_sku_id and allocated_at: the merchant's tier at allocation time, the
-    tier price in force then, else the base price in force then. (Equality joins with a range
-    filter, not ASOF: DuckDB 2.0 plans a small ASOF probe as a nested loop over every price.)"""
+def priced(source: str, suppliers: str | None = None) -> str:
+    """The RC1 price join over a CTE `al` with supplier_id, merchant_id, supplier_sku_id and
+    allocated_at: the merchant's tier at allocation time, the tier price in force then, else the base
+    price in force then; `al.*` with `settlement_price` and `price_tier`, one row for each row of `al`.
+
+    Each tier and each price point is in force from its time until the next one of its key (NULLs
+    skipped, as `max_by` skips them), so every line meets at most one of each: equality joins with a
+    range filter, no aggregation per line. (Not ASOF: DuckDB 2.0 plans a small ASOF probe as a nested
+    loop over every price.) `suppliers`, the SQL of the supplier ids `al` can hold (`$supplier`, or a
+    subquery), keeps the tiers and prices read to theirs (issue 17: a statement for one supplier read
+    and windowed every supplier's prices)."""
+    only = "" if suppliers is None else f" AND supplier_id IN ({suppliers})"
     return f"""{source},
-    tiers AS (
-      SELECT al.allocation_id, al.seq, max_by(t.tier, t.event_at) AS tier
-      FROM al JOIN facts.tier_points t ON t.supplier_id = al.supplier_id AND t.merchant_id = al.merchant_id
-      WHERE t.event_at <= al.allocated_at GROUP BY al.allocation_id, al.seq),
-    tier_prices AS (
-      SELECT al.allocation_id, al.seq, max_by(p.price, p.effective_from) AS price, any_value(tiers.tier) AS tier
-      FROM al JOIN tiers USING (allocation_id, seq)
-      JOIN facts.price_points p ON p.supplier_id = al.supplier_id AND p.supplier_sku_id = al.supplier_sku_id
-        AND p.tier = tiers.tier
-      WHERE p.effective_from <= al.allocated_at GROUP BY al.allocation_id, al.seq),
-    base_prices AS (
-      SELECT al.allocation_id, al.seq, max_by(p.price, p.effective_from) AS price
-      FROM al JOIN facts.price_points p ON p.supplier_id = al.supplier_id
-        AND p.supplier_sku_id = al.supplier_sku_id AND p.tier = ''
-      WHERE p.effective_from <= al.allocated_at GROUP BY al.allocation_id, al.seq)
+    tier_spans AS (
+      SELECT supplier_id, merchant_id, tier, event_at AS since,
+        lead(event_at) OVER (PARTITION BY supplier_id, merchant_id ORDER BY event_at) AS until
+      FROM facts.tier_points WHERE tier IS NOT NULL AND event_at IS NOT NULL{only}),
+    price_spans AS (
+      SELECT supplier_id, supplier_sku_id, tier, price, effective_from AS since,
+        lead(effective_from) OVER (PARTITION BY supplier_id, supplier_sku_id, tier ORDER BY effective_from) AS until
+      FROM facts.price_points WHERE price IS NOT NULL AND effective_from IS NOT NULL{only}),
+    tier_price_spans AS (  -- only tiers some merchant is in: a small side to build the join on
+      SELECT * FROM price_spans WHERE tier IN (SELECT tier FROM tier_spans))
     SELECT al.*, coalesce(tp.price, bp.price) AS settlement_price,
       CASE WHEN tp.price IS NOT NULL THEN tp.tier ELSE '' END AS price_tier
-    FROM al LEFT JOIN tier_prices tp USING (allocation_id, seq) LEFT JOIN base_prices bp USING (allocation_id, seq)"""
+    FROM al
+    LEFT JOIN tier_spans ts ON ts.supplier_id = al.supplier_id AND ts.merchant_id = al.merchant_id
+      AND ts.since <= al.allocated_at AND (ts.until IS NULL OR al.allocated_at < ts.until)
+    LEFT JOIN tier_price_spans tp ON tp.supplier_id = al.supplier_id AND tp.supplier_sku_id = al.supplier_sku_id
+      AND tp.tier = ts.tier AND tp.since <= al.allocated_at AND (tp.until IS NULL OR al.allocated_at < tp.until)
+    LEFT JOIN price_spans bp ON bp.supplier_id = al.supplier_id AND bp.supplier_sku_id = al.supplier_sku_id
+      AND bp.tier = '' AND bp.since <= al.allocated_at AND (bp.until IS NULL OR al.allocated_at < bp.until)"""
 
 
 VIEWS = [

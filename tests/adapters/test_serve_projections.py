@@ -73,12 +73,22 @@ async def until(what: str, check, timeout: float = 20.0) -> None:
 
 
 def projection_process(serve_pid: int) -> int:
-    """serve's projection process (not multiprocessing's resource tracker, should there be one)."""
+    """serve's projection process: the child holding a DuckDB file open (not the outbound
+    publisher, nor multiprocessing's resource tracker, should there be one)."""
     out = subprocess.run(["pgrep", "-P", str(serve_pid)], capture_output=True, text=True, check=False).stdout
     found = [int(p) for p in out.split()
-             if b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes()]
+             if b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes() and _holds_duckdb(int(p))]
     assert len(found) == 1, found
     return found[0]
+
+
+def _holds_duckdb(pid: int) -> bool:
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        links = [os.readlink(fds / fd) for fd in os.listdir(fds)]
+    except (FileNotFoundError, PermissionError):
+        return False
+    return any(".duckdb" in link for link in links)
 
 
 def test_statement_beside_running_serve(nats_server, sqlite_store, tmp_path):

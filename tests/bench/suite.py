@@ -125,7 +125,10 @@ def rss_mb(pid: int) -> float:
 
 
 def order_msg(order_id: str) -> bytes:
-    return json.dumps(order_body(order_id), ensure_ascii=False).encode()
+    """An order placed now: its allocation's ship-by deadline (T4) lies ahead, as in a live shop.
+    (Orders placed long ago would each be overdue at serve's next clock tick: reminders, not routing.)"""
+    placed = datetime.now(UTC).isoformat(timespec="seconds")
+    return json.dumps(order_body(order_id, placed_at=placed), ensure_ascii=False).encode()
 
 
 def allocation_key(order_id: str) -> str:
@@ -137,7 +140,7 @@ def allocation_key(order_id: str) -> str:
 class Pipeline:
     """`reflow serve` or the bare pipeline as a process, fed and watched over NATS."""
 
-    def __init__(self, kind: str, store: str, data_dir: Path, batch: int = 256) -> None:
+    def __init__(self, kind: str, store: str, data_dir: Path, batch: int = 256, root: Path = ROOT) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.server = NatsServer(store_dir=data_dir / "js")  # fresh streams for every run
         self.server.start()
@@ -149,7 +152,7 @@ class Pipeline:
         else:
             cmd = [sys.executable, "-m", "tests.bench.bare", "--store", store, "--nats", url,
                    "--data-dir", str(data_dir), "--batch", str(batch)]
-        self.cmd = cmd
+        self.cmd, self.root = cmd, root
         self.log = open(data_dir / f"{kind}.log", "ab")  # noqa: SIM115
         self.proc: subprocess.Popen | None = None
         self.arrived: dict[str, float] = {}
@@ -167,7 +170,7 @@ class Pipeline:
             await ensure_streams(self.js)
             await self.js.publish("reflow.out.bench.history", b"{}",
                                   headers={"Nats-Msg-Id": f"{MSG_ID_PREFIX}{published_up_to}"})
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(self.cmd, cwd=self.root, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         for _ in range(300):
             assert self.proc.poll() is None, f"{self.kind} exited early; see {self.data_dir}"
@@ -232,12 +235,26 @@ class Pipeline:
         self.server.stop()
 
 
+@contextlib.contextmanager
+def baseline_tree(rev: str | None) -> Iterator[Path | None]:
+    """The source tree of an older build (`git archive` of `rev`), to run its serve beside this one
+    in the same run (same venv: `python -m adapters.cli` from that directory imports its code)."""
+    if not rev:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="reflow-baseline-") as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        yield Path(tmp)
+
+
 # -- stages -------------------------------------------------------------------------------------
 
 
-async def throughput(kind: str, store: str, data_dir: Path, n: int, prefix: str) -> float:
+async def throughput(kind: str, store: str, data_dir: Path, n: int, prefix: str, root: Path = ROOT) -> float:
     """Orders/s from the first publish until every order's allocation is out."""
-    p = Pipeline(kind, store, data_dir)
+    p = Pipeline(kind, store, data_dir, root=root)
     try:
         await p.start()
         items = [("reflow.in.order.placed", order_msg(f"{prefix}-{i}")) for i in range(n)]
@@ -251,9 +268,9 @@ async def throughput(kind: str, store: str, data_dir: Path, n: int, prefix: str)
 
 
 async def latency(kind: str, store: str, data_dir: Path, rate: float, seconds: float,
-                  prefix: str) -> tuple[float, float, float]:
+                  prefix: str, root: Path = ROOT) -> tuple[float, float, float]:
     """p50, p99 (ms) from publish to allocation out at a fixed offered load; achieved rate."""
-    p = Pipeline(kind, store, data_dir)
+    p = Pipeline(kind, store, data_dir, root=root)
     try:
         await p.start()
         n = int(rate * seconds)
@@ -416,9 +433,15 @@ async def rss(data_dir: Path, history: int, orders: int, progress) -> float:
 STAGES = ("raw", "e2e", "latency", "projection", "statement", "rss")
 
 
-async def run(sizes: Sizes, stages: tuple[str, ...], pg: str | None, console) -> list[Row]:
+BASELINE = "b97f35f"
+"""The main before issue 17 (speed), whose serve the end-to-end stage runs beside this one."""
+
+
+async def run(sizes: Sizes, stages: tuple[str, ...], pg: str | None, console,
+              baseline_rev: str | None = BASELINE) -> list[Row]:
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="reflow-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="reflow-bench-") as tmp, \
+            baseline_tree(baseline_rev if "e2e" in stages else None) as baseline:
         tmp_path = Path(tmp)
         n = 0
 
@@ -452,15 +475,21 @@ async def run(sizes: Sizes, stages: tuple[str, ...], pg: str | None, console) ->
                     continue
                 console.log(f"end to end, {kind}: {count} orders")
                 with contextlib.ExitStack() as stack:
-                    d1, d2 = fresh(), fresh()
+                    dirs = [fresh() for _ in range(3)]
                     if kind == "sqlite":
-                        s1, s2 = f"sqlite:///{d1}/events.db", f"sqlite:///{d2}/events.db"
+                        s1, s2, s3 = (f"sqlite:///{d}/events.db" for d in dirs)
                     else:
-                        s1, s2 = stack.enter_context(pg_database(pg)), stack.enter_context(pg_database(pg))
-                    bare = await throughput("bare", s2, d2, count, f"b{n}")
-                    mine = await throughput("serve", s1, d1, count, f"s{n}")
+                        s1, s2, s3 = (stack.enter_context(pg_database(pg)) for _ in dirs)
+                    bare = await throughput("bare", s2, dirs[1], count, f"b{n}")
+                    mine = await throughput("serve", s1, dirs[0], count, f"s{n}")
+                    old = (await throughput("serve", s3, dirs[2], count, f"o{n}", root=baseline)
+                           if baseline else None)
                 rows.append(Row(f"end-to-end routing, {kind} ({count} orders)", "orders/s", mine, bare,
-                                "bare pipeline (same I/O, no domain logic)"))
+                                "bare pipeline (same I/O, no domain logic)",
+                                note=f"{mine / old:.2f}x the old build" if old else ""))
+                if old:
+                    rows.append(Row(f"  the old build ({baseline_rev}), {kind}", "orders/s", old, bare,
+                                    "bare pipeline"))
         if "latency" in stages:
             console.log("latency at 1,000 orders/s")
             d1, d2 = fresh(), fresh()
@@ -525,6 +554,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-history", default=None, metavar="N,M",
                         help="orders stored before the two RSS measurements (full: 100000,1000000)")
     parser.add_argument("-n", "--orders", type=int, default=None, help="orders for the end-to-end stage")
+    parser.add_argument("--baseline", default=BASELINE, metavar="REV",
+                        help=f"an older build whose serve the e2e stage also runs (default {BASELINE}; '' to skip)")
     args = parser.parse_args(argv)
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     unknown = set(stages) - set(STAGES)
@@ -537,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = dataclasses.replace(sizes, e2e_orders=args.orders, e2e_orders_pg=args.orders // 2)
     console = Console(stderr=True)
     started = time.perf_counter()
-    rows = asyncio.run(run(sizes, stages, args.pg or None, console))
+    rows = asyncio.run(run(sizes, stages, args.pg or None, console, args.baseline or None))
     out = Console(width=200)
     cpu = os.cpu_count()
     out.print(table(rows, f"reflow benchmarks ({'quick' if args.quick else 'full'}, {cpu} CPUs, "

@@ -21,7 +21,7 @@ from projections.rebuild import rebuild
 from projections.runner import ProjectionRunner
 from projections.statements import issue_statement
 from tests.projections.conftest import rows as query
-from tests.projections.seed import SHOP, H, track
+from tests.projections.seed import SHOP, H, only, track
 from tests.world import EARLIER, T0, alt, comp, line, link, offer, place, sku, supplier
 
 DAY = T0.date()  # 2026-11-02, China time
@@ -78,6 +78,63 @@ def test_rc1_a_price_set_later_but_effective_earlier_counts(books):
     assert (xn.supplier_sku_id, str(xn.unit_price)) == ("n", "3.30")
 
 
+def test_rc1_price_in_force_at_the_allocation_instant_and_the_tier_held_then(app, tmp_path):
+    """Issue 17 (each price in force from its time until the next): a new price counts from its
+    own instant, a tier price only while the merchant is in that tier and as the tier's own price
+    changes, and a tier without prices falls back to the base price."""
+    minute = timedelta(minutes=1)
+    supplier(app, "S1")
+    offer(app, "S1", "O1", {"a": 100}, price={"a": "10.00"})
+    link(app, "P1", sku("K1", alt(comp("S1", "O1", "a"))))
+    app.set_price("S1", "a", Decimal("12.00"), effective_from=T0 + 2 * H, at=T0)
+    app.set_price("S1", "a", Decimal("8.00"), effective_from=EARLIER, tier="gold", at=T0)
+    app.set_price("S1", "a", Decimal("7.50"), effective_from=T0 + 5 * H, tier="gold", at=T0)
+    app.set_merchant_tier("S1", "default", "gold", at=T0 + 4 * H)
+    app.set_merchant_tier("S1", "default", "silver", at=T0 + 6 * H)  # no silver prices
+    times = [T0 + 2 * H - minute, T0 + 2 * H, T0 + 4 * H - minute, T0 + 4 * H, T0 + 5 * H, T0 + 6 * H]
+    for n, at in enumerate(times):
+        place(app, f"Y{n}", line("L1", "P1"), at=at)
+        track(app, f"Y{n}", at + minute)
+    st = issue(app, tmp_path / "reflow.duckdb")
+    assert [(ln.order_id, ln.allocated_at, str(ln.unit_price), ln.price_tier) for ln in st.lines] == [
+        ("Y0", times[0], "10.00", ""), ("Y1", times[1], "12.00", ""), ("Y2", times[2], "12.00", ""),
+        ("Y3", times[3], "8.00", "gold"), ("Y4", times[4], "7.50", "gold"), ("Y5", times[5], "12.00", "")]
+    assert str(st.total) == "61.50"
+
+
+def test_rc2_lines_by_tracking_time_start_in_end_out_too_late_counts_one_supplier_each(app, tmp_path):
+    """Issue 17 (the tracked allocations first, then their lines): the period is of tracking times,
+    its first instant in and its end out; a `too_late` intercept answer is the tracking (I8); an
+    allocation's lines come in their order, and a split order's lines to another supplier go on
+    that supplier's statement."""
+    supplier(app, "S1")
+    supplier(app, "S2")
+    offer(app, "S1", "O1", {"a": 100, "b": 100}, price={"a": "10.00", "b": "3.00"})
+    offer(app, "S2", "O2", {"c": 100}, price={"c": "7.00"})
+    link(app, "P1", sku("K1", alt(comp("S1", "O1", "a"))))
+    link(app, "P2", sku("K1", alt(comp("S1", "O1", "b"))))
+    link(app, "P3", sku("K1", alt(comp("S2", "O2", "c"))))
+    start = T0.replace(hour=0)  # the statement's first instant: DAY, 00:00 China time
+    place(app, "Z1", line("L1", "P1"), at=start - 3 * H)  # allocated the day before
+    track(app, "Z1", start)
+    place(app, "Z2", line("L1", "P1"), at=start + 20 * H)
+    track(app, "Z2", start + 24 * H)  # the next day's first instant
+    place(app, "Z3", line("L1", "P1"), line("L2", "P2", qty=2), line("L3", "P3"), at=T0)
+    track(app, "Z3", T0 + 2 * H)
+    track(app, "Z3", T0 + 2 * H, supplier_id="S2")
+    place(app, "Z4", line("L1", "P1"), at=T0)
+    app.open_aftersale(*SHOP, "Z4", "AS-Z4", "refund", at=T0 + H / 2)  # before tracking: intercepted
+    app.answer_intercept("S1", only(app, "Z4").allocation_id, "too_late", "SF", "SF0000000004", at=T0 + H)
+    db = tmp_path / "reflow.duckdb"
+    st = issue(app, db)
+    assert [(ln.order_id, ln.line_id, ln.qty, str(ln.amount), ln.tracked_at) for ln in st.lines] == [
+        ("Z1", "L1", 1, "10.00", start), ("Z4", "L1", 1, "10.00", T0 + H),
+        ("Z3", "L1", 1, "10.00", T0 + 2 * H), ("Z3", "L2", 2, "6.00", T0 + 2 * H)]
+    assert (st.lines[1].carrier, st.lines[1].tracking_no) == ("SF", "SF0000000004")
+    assert [(ln.order_id, ln.line_id) for ln in issue(app, db, supplier_id="S2").lines] == [("Z3", "L3")]
+    next_day = issue(app, db, DAY + timedelta(days=1), DAY + timedelta(days=1), at=ISSUE + timedelta(minutes=10))
+    assert [ln.order_id for ln in next_day.lines] == ["Z2"]
+
 def test_rc2_every_tracked_allocation_in_range_with_totals_and_apart_lists(books):
     app, db = books
     st = issue(app, db)
@@ -104,6 +161,27 @@ def test_rc2_statement_is_projected_into_statements_views(books):
     assert query(db, "SELECT section FROM statement_apart ORDER BY seq") == [
         ("post_shipment_aftersale",), ("loss_risk",)]
 
+
+def test_rc6_a_credit_is_at_the_tier_price_its_lines_were_settled_at(app, tmp_path):
+    """Issue 17 (credits priced for the supplier's open returns only): a returned line is credited
+    at the merchant's tier price it was settled at, not at the base price nor at a tier price set
+    after, and once."""
+    supplier(app, "S1")
+    offer(app, "S1", "O1", {"a": 100}, price={"a": "10.00"})
+    link(app, "P1", sku("K1", alt(comp("S1", "O1", "a"))))
+    app.set_merchant_tier("S1", "default", "gold", at=EARLIER)
+    app.set_price("S1", "a", Decimal("8.00"), effective_from=EARLIER, tier="gold", at=EARLIER)
+    place(app, "W1", line("L1", "P1", qty=3), at=T0)
+    track(app, "W1", T0 + H)
+    app.set_price("S1", "a", Decimal("6.00"), effective_from=T0 + 2 * H, tier="gold", at=T0 + 2 * H)
+    app.open_aftersale(*SHOP, "W1", "AS-W1", "return", at=T0 + 5 * H)
+    [rid] = app.request_return(*SHOP, "W1", "AS-W1", at=T0 + 6 * H)
+    app.answer_return("S1", rid, "accepted", at=T0 + 7 * H)
+    db = tmp_path / "reflow.duckdb"
+    first = issue(app, db)
+    assert [(ln.order_id, str(ln.unit_price), ln.price_tier) for ln in first.lines] == [("W1", "8.00", "gold")]
+    assert [(c.return_id, c.qty, str(c.amount)) for c in first.credits] == [(rid, 3, "24.00")]
+    assert issue(app, db, at=ISSUE + timedelta(minutes=10)).credits == ()
 
 def test_rc3_unpriced_sku_refuses_the_statement_naming_it(books):
     app, db = books
