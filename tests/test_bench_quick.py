@@ -21,5 +21,6 @@ def test_bench_quick_prints_every_stage_with_its_raw_limit(pg_url):
     for stage in ("bare nats-py pull consumer", "eventsourcing batched append, SQLite",
                   "eventsourcing batched append, PostgreSQL", "DuckDB Arrow insert",
                   "end-to-end routing, sqlite", "end-to-end routing, postgres", "latency p99",
-                  "projection catch-up", "statement", "router RSS"):
+                  "projection catch-up", "statement", "router RSS", "batch of 23, 0 open allocations",
+                  "publish after a small change", "event store per full-lifecycle order"):
         assert stage in done.stdout, f"{stage!r} missing from:\n{done.stdout}"

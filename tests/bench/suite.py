@@ -80,10 +80,17 @@ class Sizes:
     rss_history: tuple[int, int]
     rss_orders: int
     append_orders: int
+    latency_rates: tuple[int, ...] = (200, 500, 1000)
+    open_allocations: tuple[int, ...] = (0, 50_000)
+    history_rounds: int = 60
+    publish_orders: tuple[int, ...] = (100_000, 1_000_000)
+    bytes_orders: int = 10_000
 
 
 QUICK = Sizes(e2e_orders=300, e2e_orders_pg=200, latency_seconds=2.0, projection_orders=300,
-              statement_lines=40_000, rss_history=(200, 600), rss_orders=200, append_orders=500)
+              statement_lines=40_000, rss_history=(200, 600), rss_orders=200, append_orders=500,
+              latency_rates=(1000,), open_allocations=(0, 500), history_rounds=5, publish_orders=(2_000,),
+              bytes_orders=300)
 FULL = Sizes(e2e_orders=20_000, e2e_orders_pg=10_000, latency_seconds=15.0, projection_orders=40_000,
              statement_lines=10_000_000, rss_history=(100_000, 1_000_000), rss_orders=20_000,
              append_orders=20_000)
@@ -243,8 +250,13 @@ def baseline_tree(rev: str | None) -> Iterator[Path | None]:
         yield None
         return
     with tempfile.TemporaryDirectory(prefix="reflow-baseline-") as tmp:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev],
-                                 check=True, capture_output=True).stdout
+        try:
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev],
+                                     check=True, capture_output=True).stdout
+        except (subprocess.CalledProcessError, FileNotFoundError) as exc:  # a shallow clone, no git
+            print(f"bench: no old build {rev} to compare with ({exc}); skipped", file=sys.stderr)
+            yield None
+            return
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
         yield Path(tmp)
 
@@ -268,8 +280,9 @@ async def throughput(kind: str, store: str, data_dir: Path, n: int, prefix: str,
 
 
 async def latency(kind: str, store: str, data_dir: Path, rate: float, seconds: float,
-                  prefix: str, root: Path = ROOT) -> tuple[float, float, float]:
-    """p50, p99 (ms) from publish to allocation out at a fixed offered load; achieved rate."""
+                  prefix: str, root: Path = ROOT) -> tuple[float, float, float, str]:
+    """p50, p99 (ms) from publish to allocation out at a fixed offered load; achieved rate; serve's
+    garbage-collector pauses over its run ("" for the bare pipeline)."""
     p = Pipeline(kind, store, data_dir, root=root)
     try:
         await p.start()
@@ -289,9 +302,24 @@ async def latency(kind: str, store: str, data_dir: Path, rate: float, seconds: f
         await asyncio.gather(*futures)
         await p.wait_out(set(sent), timeout=max(60, seconds * 4))
         lat = sorted((p.arrived[k] - t) * 1000 for k, t in sent.items())
-        return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))], achieved
+        result = lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))], achieved
     finally:
         await p.close()
+    return (*result, gc_pauses(data_dir / f"{kind}.log"))
+
+
+def gc_pauses(log: Path) -> str:
+    """serve's last "gc pauses:" log line (adapters/gctune.py), shortened: collections, longest."""
+    import re
+
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if "gc pauses:" in ln] if log.exists() else []
+    if not lines:
+        return ""
+    found = re.findall(r"gen(\d) (\d+) x, total (\d+) ms, longest ([\d.]+) ms", lines[-1])
+    count = sum(int(c) for _, c, _, _ in found)
+    full = next((int(c) for g, c, _, _ in found if g == "2"), 0)
+    longest = max((float(x) for *_, x in found), default=0.0)
+    return f"GC {count} pauses ({full} full), longest {longest:.0f} ms"
 
 
 async def bare_consumer(url: str, n: int, batch: int = 256) -> float:
@@ -355,6 +383,31 @@ def fill(app, orders: int, *, prefix: str = "H", tracked: float = 0.95,
         app.run_batch(commands)
         if progress:
             progress(min(orders, start + 500))
+
+
+def store_bytes(data_dir: Path, orders: int) -> tuple[float, float]:
+    """(SQLite file bytes per order, stored event bytes per order) for orders placed, routed,
+    allocated, tracked and shipped (`fill` with every order tracked), after a checkpoint."""
+    import sqlite3
+
+    from adapters.bootstrap import Settings, open_app
+
+    path = data_dir / "events.db"
+    app = open_app(Settings(store=f"sqlite:///{path}", data_dir=data_dir))
+    try:
+        fill(app, 200)  # the world and a first few orders: not counted
+        con = sqlite3.connect(path)
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size0 = path.stat().st_size
+        state0 = con.execute("SELECT coalesce(sum(length(state)), 0) FROM stored_events").fetchone()[0]
+        fill(app, orders, prefix="B", tracked=1.0)
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        state1 = con.execute("SELECT coalesce(sum(length(state)), 0) FROM stored_events").fetchone()[0]
+        size1 = path.stat().st_size
+        con.close()
+    finally:
+        app.close()
+    return (size1 - size0) / orders, (state1 - state0) / orders
 
 
 def projection(data_dir: Path, orders: int) -> tuple[float, float, int]:
@@ -430,7 +483,7 @@ async def rss(data_dir: Path, history: int, orders: int, progress) -> float:
 
 # -- the run ------------------------------------------------------------------------------------
 
-STAGES = ("raw", "e2e", "latency", "projection", "statement", "rss")
+STAGES = ("raw", "e2e", "latency", "history", "publish", "bytes", "projection", "statement", "rss")
 
 
 BASELINE = "b97f35f"
@@ -491,16 +544,42 @@ async def run(sizes: Sizes, stages: tuple[str, ...], pg: str | None, console,
                     rows.append(Row(f"  the old build ({baseline_rev}), {kind}", "orders/s", old, bare,
                                     "bare pipeline"))
         if "latency" in stages:
-            console.log("latency at 1,000 orders/s")
-            d1, d2 = fresh(), fresh()
-            b50, b99, _ = await latency("bare", f"sqlite:///{d2}/events.db", d2, 1000,
-                                        sizes.latency_seconds, f"lb{n}")
-            s50, s99, achieved = await latency("serve", f"sqlite:///{d1}/events.db", d1, 1000,
-                                               sizes.latency_seconds, f"ls{n}")
-            rows.append(Row("latency p50 at 1,000 orders/s, SQLite", "ms", s50, b50, "bare pipeline",
-                            higher_is_better=False))
-            rows.append(Row("latency p99 at 1,000 orders/s, SQLite", "ms", s99, b99, "bare pipeline",
-                            higher_is_better=False, note=f"offered {achieved:.0f}/s"))
+            for rate in sizes.latency_rates:
+                console.log(f"latency at {rate:,} orders/s")
+                d1, d2 = fresh(), fresh()
+                b50, b99, _, _ = await latency("bare", f"sqlite:///{d2}/events.db", d2, rate,
+                                               sizes.latency_seconds, f"lb{n}")
+                s50, s99, achieved, gcs = await latency("serve", f"sqlite:///{d1}/events.db", d1, rate,
+                                                        sizes.latency_seconds, f"ls{n}")
+                rows.append(Row(f"latency p50 at {rate:,} orders/s, SQLite", "ms", s50, b50, "bare pipeline",
+                                higher_is_better=False))
+                rows.append(Row(f"latency p99 at {rate:,} orders/s, SQLite", "ms", s99, b99, "bare pipeline",
+                                higher_is_better=False, note=f"offered {achieved:.0f}/s; {gcs}"))
+        if "history" in stages:
+            from tests.bench.bench_history import run as history_run
+
+            console.log(f"batch cost with {', '.join(f'{h:,}' for h in sizes.open_allocations)} open allocations")
+            for open_, size, wall, cpu, raw in history_run(list(sizes.open_allocations), sizes.history_rounds,
+                                                           log=console.log):
+                rows.append(Row(f"batch of {size}, {open_:,} open allocations", "ms", wall, raw,
+                                "the same events appended", higher_is_better=False,
+                                note=f"CPU {cpu:.2f} ms"))
+        if "publish" in stages:
+            from tests.bench.bench_projection import publish_bench
+
+            for stored in sizes.publish_orders:
+                console.log(f"analysts' file publish with {stored:,} orders stored")
+                r = publish_bench(stored, workdir=fresh())
+                rows.append(Row(f"publish after a small change, {stored:,} orders", "s",
+                                r["new_publish_s_median"], r["old_publish_s_median"],
+                                "the whole-file copy it replaced", higher_is_better=False,
+                                note=f"{r['new_publish_bytes_median'] / 1e6:.2f} MB written vs "
+                                     f"{r['old_publish_bytes_median'] / 1e6:.1f} MB"))
+        if "bytes" in stages:
+            console.log(f"event-store bytes per full-lifecycle order ({sizes.bytes_orders:,} orders)")
+            total, state = store_bytes(fresh(), sizes.bytes_orders)
+            rows.append(Row("event store per full-lifecycle order, SQLite", "bytes", total, None, "",
+                            higher_is_better=False, note=f"of which event JSON {state:,.0f} bytes"))
         if "projection" in stages:
             console.log(f"projection catch-up over {sizes.projection_orders} orders")
             mine, raw, events = projection(fresh(), sizes.projection_orders)
