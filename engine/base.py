@@ -184,8 +184,20 @@ def digest_bytes(topic: str, state: bytes) -> str:
 
 
 def chain_digest(event: Event) -> str:
-    """Rule A2: sha256 over the event's topic and its msgspec JSON, as the mapper stores it."""
-    return digest_bytes(_topic(type(event)), _encoder.encode(event))
+    """Rule A2: sha256 over the event's topic and its msgspec JSON, as the mapper stores it. The
+    encoding is kept for the mapper, which stores the same bytes (one encoding per event, not two)."""
+    state = _encoder.encode(event)
+    if len(_encoded) >= _ENCODED_MAX:
+        _encoded.clear()
+    _encoded[(event.originator_id, event.originator_version)] = (event, state)
+    return digest_bytes(_topic(type(event)), state)
+
+
+_ENCODED_MAX = 100_000
+_encoded: dict[tuple[UUID, int], tuple[Event, bytes]] = {}
+"""Events encoded for their successor's `prev` and not stored yet: the mapper takes their bytes
+from here, for that very event object only (a command taken back may have made another event with
+the same version). Bounded (events of units that were taken back are never taken out)."""
 
 
 _local = threading.local()
@@ -211,7 +223,8 @@ class MsgspecMapper(Mapper):
     """Stores msgspec events as JSON (optionally compressed/encrypted by the library)."""
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
-        state = _encoder.encode(domain_event)
+        kept = _encoded.pop((domain_event.originator_id, domain_event.originator_version), None)
+        state = kept[1] if kept is not None and kept[0] is domain_event else _encoder.encode(domain_event)
         if self.compressor:
             state = self.compressor.compress(state)
         if self.cipher:

@@ -12,7 +12,7 @@ from engine.commands import Command, PlaceOrder
 from engine.errors import DomainError, InvalidCommand
 from engine.values import SkuQty
 from tests.engine.test_routing import race
-from tests.world import BUYER, SHOP, T0, alt, comp, line, link, offer, order, sku, stored, supplier
+from tests.world import BUYER, SHOP, T0, allocations, alt, comp, line, link, offer, order, sku, stored, supplier
 
 
 class ReserveThenRefuse(Command, frozen=True):
@@ -206,3 +206,21 @@ def test_RT7_a_batch_beaten_by_another_router_is_run_again_on_what_that_router_s
     finally:
         second.close()
     assert app.offer("S1", "O1").reserved["a"] == 1
+
+
+def test_A2_an_event_taken_back_never_lends_its_bytes_to_the_event_stored_in_its_place(world):
+    """The mapper reuses the encoding made for the chain digest (one encoding per event); a command
+    taken back after making two events on the offer leaves that encoding behind for the version the
+    next order's reservation then takes: the store must hold the reservation, not the phantom."""
+    def twice_then_refuse(c, uow) -> None:  # noqa: ANN001
+        o = uow.offer("S1", "O1")
+        o.reserve("A-phantom-1", (), c.at)
+        o.reserve("A-phantom-2", (), c.at)  # computes the digest (and encoding) of the first
+        raise InvalidCommand("field: refused after two changes")
+
+    world.handlers[ReserveThenRefuse] = twice_then_refuse
+    phantom = ReserveThenRefuse(at=T0, supplier_id="S1", offer_id="O1", allocation_id="A")
+    results = world.run_batch([phantom, placing("X1")])
+    assert isinstance(results[0], DomainError) and results[1] == "allocated"
+    stored_offer = [e for e in world.events.get(ids.offer_id("S1", "O1")) if isinstance(e, StockReserved)]
+    assert [e.allocation_id for e in stored_offer] == [a.allocation_id for a in allocations(world, "X1")]
