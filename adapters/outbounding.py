@@ -6,7 +6,7 @@ order, which in serve's process shared one interpreter lock with routing. In a c
 (spawned: it shares nothing but the store and the NATS server) it runs on another core, as the
 projections do (adapters/projecting.py).
 
-serve wakes it after every stored batch (a `multiprocessing.Event`, no pipe round trip); the child
+serve wakes it after every stored batch (a `multiprocessing.Semaphore`, no pipe round trip); the child
 also looks every half second by itself. It publishes with `adapters.outbound.Publisher`, exactly
 as before: from the last position named in REFLOW_OUT, each message's `Nats-Msg-Id` derived from
 its store position, so a message is published once however often the child restarts. Supervised:
@@ -46,7 +46,10 @@ class Outbound:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.ctx = multiprocessing.get_context("spawn")
-        self.wake_event = self.ctx.Event()
+        self.wake_event = self.ctx.Semaphore(0)
+        """A semaphore, not a ``multiprocessing.Event``: an Event's ``set()`` waits for every
+        sleeper of its condition to wake, so after a child killed in ``wait()`` it blocked serve's
+        event loop for good. Releasing a semaphore never blocks; the child takes all it holds."""
         self.count = self.ctx.Value("q", 0, lock=False)
         self.proc: Any = None
         self.pipe: Any = None
@@ -58,7 +61,7 @@ class Outbound:
         return int(self.count.value)
 
     def wake(self) -> None:
-        self.wake_event.set()
+        self.wake_event.release()
 
     def start(self, *, first: bool = True) -> None:
         mine, theirs = self.ctx.Pipe()
@@ -168,8 +171,9 @@ async def _publish_until_closed(app: Any, settings: Settings, pipe: Any, wake: A
     closing = False
     try:
         while True:
-            await loop.run_in_executor(waiter, wake.wait, 0.5)
-            wake.clear()
+            await loop.run_in_executor(waiter, wake.acquire, True, 0.5)
+            while wake.acquire(False):  # wakes that came meanwhile: one round publishes for all
+                pass
             if pipe.poll():
                 closing = pipe.recv() == "close"
             try:

@@ -229,6 +229,9 @@ def _child_main(settings: Settings, parent: int, pipe: Any, status: dict, lock_w
         pipe.send(("failed", one_line(f"--duckdb {exc.path}: {exc.reason}" if isinstance(exc, ProjectionRefused)
                                       else str(exc)) or type(exc).__name__))
         return
+    from adapters import gctune
+
+    gctune.tune()
     try:
         pipe.send(("ready", os.getpid()))
         while True:
