@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, Protocol
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -200,17 +201,45 @@ def period(date_from: date | datetime, date_to: date | datetime) -> tuple[dateti
 
 def _content(supplier_id: str, start: datetime, end: datetime, rows: list[dict], apart: list[dict],
              credits: list[dict] = ()) -> dict:  # type: ignore[assignment]
-    lines = tuple(StatementLine(
-        allocation_id=r["allocation_id"], platform=r["platform"], shop_id=r["shop_id"], order_id=r["order_id"],
-        line_id=r["line_id"], offer_id=r["offer_id"], supplier_sku_id=r["supplier_sku_id"],
-        product_id=r["product_id"] or "", qty=r["qty"], unit_price=money(r["settlement_price"]),
-        amount=money(r["settlement_price"] * r["qty"]), price_tier=r["price_tier"],
-        allocated_at=_aware(r["allocated_at"]), tracked_at=_aware(r["tracked_at"]),
-        carrier=r["carrier"] or "", tracking_no=r["tracking_no"] or "",
-    ) for r in rows)
+    """The statement's content (everything but its id, issue time and position) with its hash (RC5).
+
+    Issue 17: one pass over the lines. What many lines share is converted once: each distinct price
+    (and price times quantity) made canonical money once, each distinct time made UTC once. Equal
+    non-zero amounts give the same canonical money whatever their scale, and equal times the same UTC
+    instant, so the lines, totals and hash are those of converting every line on its own."""
+    prices: dict[Decimal, Decimal] = {}
+    amounts: dict[tuple[Decimal, int], Decimal] = {}
+    times: dict[datetime, datetime] = {}
+    lines_: list[StatementLine] = []
+    append, line, qty, total = lines_.append, StatementLine, 0, []
+    for (allocation_id, platform, shop_id, order_id, line_id, offer_id, sku, product_id, q, price, tier,
+         allocated_at, tracked_at, carrier, tracking_no) in map(_LINE_VALUES, rows):
+        if price and q:  # money(-0) keeps its sign: zeros are not shared
+            unit_price = prices.get(price)
+            if unit_price is None:
+                unit_price = prices[price] = money(price)
+            amount = amounts.get((price, q))
+            if amount is None:
+                amount = amounts[price, q] = money(price * q)
+        else:
+            unit_price, amount = money(price), money(price * q)
+        allocated = times.get(allocated_at)
+        if allocated is None:
+            allocated = times[allocated_at] = _aware(allocated_at)
+        tracked = times.get(tracked_at)
+        if tracked is None:
+            tracked = times[tracked_at] = _aware(tracked_at)
+        qty += q
+        total.append(amount)
+        append(line(
+            allocation_id=allocation_id, platform=platform, shop_id=shop_id, order_id=order_id, line_id=line_id,
+            offer_id=offer_id, supplier_sku_id=sku, product_id=product_id or "", qty=q, unit_price=unit_price,
+            amount=amount, price_tier=tier, allocated_at=allocated, tracked_at=tracked, carrier=carrier or "",
+            tracking_no=tracking_no or ""))
+    lines = tuple(lines_)
     items = tuple(ApartItem(**{**a, "at": _aware(a["at"])}) for a in apart)
     content = dict(supplier_id=supplier_id, period_from=start, period_to=end, lines=lines, apart=items,
-                   qty=sum(ln.qty for ln in lines), total=money(sum((ln.amount for ln in lines), Decimal(0))))
+                   qty=qty, total=money(sum(total, Decimal(0))))
     if credits:  # only then, so a statement without credits hashes as it always did (RC5)
         items = tuple(CreditItem(**{**x, "answered_at": _aware(x["answered_at"]), "amount": money(x["amount"])})
                       for x in credits)
@@ -219,6 +248,11 @@ def _content(supplier_id: str, start: datetime, end: datetime, rows: list[dict],
         content["net_total"] = money(content["total"] - content["credits_total"])
     content["content_hash"] = content_hash(content)
     return content
+
+
+_LINE_VALUES = itemgetter("allocation_id", "platform", "shop_id", "order_id", "line_id", "offer_id", "supplier_sku_id",
+                          "product_id", "qty", "settlement_price", "price_tier", "allocated_at", "tracked_at",
+                          "carrier", "tracking_no")
 
 
 def content_hash(content: dict) -> str:

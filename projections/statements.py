@@ -252,9 +252,14 @@ def credits(con: Any, supplier_id: str) -> list[dict]:
     (issue 17: the view prices every allocation line to credit a few)."""
     from projections.schema import priced
 
+    # Issue 17: most suppliers have no return at all; the lines are then not priced to find none.
+    if not con.execute(_ANY_RETURN, {"supplier": supplier_id}).fetchone()[0]:
+        return []
     settled = priced(_RETURNED, "SELECT supplier_id FROM al")
     return _dicts(con.execute(_CREDITS.format(settled=settled), {"supplier": supplier_id}))
 
+
+_ANY_RETURN = "SELECT EXISTS (SELECT 1 FROM facts.returns WHERE supplier_id = $supplier)"
 
 _CREDITS = """
     WITH r AS (

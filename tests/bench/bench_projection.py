@@ -11,7 +11,8 @@
 2. Statements: synthetic facts written straight into DuckDB with `range()` (N allocation lines,
    4 per allocation, 100 suppliers, 1000 SKUs, three price changes per SKU, tiers), then the
    statement query (`projections.statements.compute`) for one supplier over one day and over a
-   month, and the `supplier_performance` view over everything.
+   month, the month's statement issued (`engine.statements.issue_statement`: lines, credits,
+   content, hash, event stored), and the `supplier_performance` view over everything.
 3. Publishing (`publish_bench`, issue 17): a working file holding N orders (synthetic facts written
    straight into it, `SYNTH_ORDERS`, after a real catch-up), then rounds of a small real change
    (orders placed and tracked through the engine, applied by the runner) each published twice: as
@@ -133,11 +134,50 @@ def statement_bench(path: Path, lines: int) -> list[tuple[str, float, int]]:
         t = time.perf_counter()
         rows, apart = compute(con, "S007", start, end)
         out.append((label, time.perf_counter() - t, len(rows)))
+    seconds, n = _issued(con, path.parent, datetime(2026, 1, 1, tzinfo=utc), datetime(2026, 2, 1, tzinfo=utc))
+    out.append(("statement issued, 1 month", seconds, n))
     t = time.perf_counter()
     n = len(con.execute("SELECT * FROM supplier_performance").fetchall())
     out.append(("supplier_performance (all)", time.perf_counter() - t, n))
     con.close()
     return out
+
+
+def _issued(con, workdir: Path, start: datetime, end: datetime) -> tuple[float, int]:
+    """What `reflow statement` costs once its projection is caught up: S007's statement issued
+    (`engine.statements.issue_statement`: the lines and credits computed, RC3 checked, the content
+    and its hash made, the `StatementIssued` event stored in a fresh encrypted SQLite store).
+    (seconds, lines)"""
+    from eventsourcing.cipher import AESCipher
+
+    from adapters.store import ensure_store, store_env
+    from engine.app import Reflow
+    from engine.statements import issue_statement
+    from projections.statements import credits
+    from tests.world import supplier
+
+    class Lines:  # the synthetic facts are not the store's: nothing to catch up
+        def catch_up(self) -> int:
+            return 0
+
+        def lines(self, supplier_id, start, end):
+            return compute(con, supplier_id, start, end)
+
+        def credits(self, supplier_id):
+            return credits(con, supplier_id)
+
+    store = Path(tempfile.mkdtemp(prefix="statement-store-", dir=workdir))
+    env = store_env(f"sqlite:///{store}/events.db", store)
+    ensure_store(env)
+    app = Reflow({**env, "REFLOW_CIPHER_KEY": AESCipher.create_key(32)})
+    try:
+        supplier(app, "S007")
+        t = time.perf_counter()
+        statement = issue_statement(app, Lines(), "S007", start, end, at=datetime(2026, 2, 2, tzinfo=UTC))
+        return time.perf_counter() - t, len(statement.lines)
+    finally:
+        app.close()
+        shutil.rmtree(store, ignore_errors=True)
 
 
 # N orders of one line each, routed and allocated, three in four tracked: the rows the engine's

@@ -326,3 +326,47 @@ def xlsx_cell(v):
 def test_export_refuses_an_unknown_extension(statement, tmp_path):
     with pytest.raises(ValueError, match=r"\.csv, \.parquet or \.xlsx"):
         export_statement(statement, tmp_path / "st.json")
+
+
+def test_rc5_content_shares_conversions_without_changing_a_line():
+    """Issue 17: `_content` converts each distinct price, amount and time once. Prices equal in value
+    but not in scale, signed zeros, 4-decimal prices and times in other zones give the lines, totals
+    and hash that converting every line on its own gives."""
+    from datetime import UTC, datetime, timezone
+
+    from engine.statements import StatementLine, _content, content_hash, money
+
+    prices = [Decimal(p) for p in ("5.5", "5.50", "5.5000", "0", "-0.00", "1.2345", "1.23450", "10", "-2.50")]
+    zones = [None, UTC, timezone(timedelta(hours=8)), timezone(timedelta(hours=-5))]
+    rows = []
+    for i in range(72):
+        base = datetime(2026, 1, 1) + timedelta(minutes=i % 7)
+        allocated = base if zones[i % 4] is None else base.replace(tzinfo=zones[i % 4])
+        tracked = base + timedelta(hours=1)
+        tracked = tracked if zones[i // 4 % 4] is None else tracked.replace(tzinfo=zones[i // 4 % 4])
+        rows.append(dict(allocation_id=f"A{i // 3}", seq=i % 3, line_id=f"L{i}", offer_id="O1", supplier_sku_id="a",
+                         product_id=(None, "", "P1")[i % 3], qty=(0, 1, 2, 3, 7)[i % 5], supplier_id="S1",
+                         merchant_id="m", allocated_at=allocated, platform="douyin", shop_id="s", order_id=f"X{i}",
+                         carrier=(None, "YTO")[i % 2], tracking_no=(None, f"YT{i}")[i % 2], tracked_at=tracked,
+                         settlement_price=prices[i % len(prices)], price_tier=("", "gold")[i % 2]))
+
+    def utc(dt):
+        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
+    expected = tuple(StatementLine(
+        allocation_id=r["allocation_id"], platform=r["platform"], shop_id=r["shop_id"], order_id=r["order_id"],
+        line_id=r["line_id"], offer_id=r["offer_id"], supplier_sku_id=r["supplier_sku_id"],
+        product_id=r["product_id"] or "", qty=r["qty"], unit_price=money(r["settlement_price"]),
+        amount=money(r["settlement_price"] * r["qty"]), price_tier=r["price_tier"],
+        allocated_at=utc(r["allocated_at"]), tracked_at=utc(r["tracked_at"]),
+        carrier=r["carrier"] or "", tracking_no=r["tracking_no"] or "") for r in rows)
+    content = _content("S1", start, end, rows, [])
+    assert [(str(ln.unit_price), str(ln.amount)) for ln in content["lines"]] == [
+        (str(ln.unit_price), str(ln.amount)) for ln in expected]
+    assert content["lines"] == expected
+    assert (content["qty"], str(content["total"])) == (
+        sum(ln.qty for ln in expected), str(money(sum((ln.amount for ln in expected), Decimal(0)))))
+    reference = dict(supplier_id="S1", period_from=start, period_to=end, lines=expected, apart=(),
+                     qty=content["qty"], total=content["total"])
+    assert content["content_hash"] == content_hash(reference)
