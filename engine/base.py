@@ -73,8 +73,11 @@ class Aggregate:
         pending event, or this one when none is pending, as `prev`."""
 
     def trigger(self, cls: type[Event], at: datetime, **fields: Any) -> Event:
-        head = self._pending[-1] if self._pending else self._head
-        prev = chain_digest(head) if isinstance(head, Event) else head
+        if self._pending:
+            prev = chain_digest(self._pending[-1])  # its encoding is kept for the mapper
+        else:  # the last event stored: its digest alone (an encoding kept for it would never be taken)
+            head = self._head
+            prev = digest_bytes(_topic(type(head)), _encoder.encode(head)) if isinstance(head, Event) else head
         event = cls(originator_id=self.id, originator_version=self.version + 1, at=at, prev=prev, **fields)
         event.apply(self)
         self.version = event.originator_version

@@ -15,6 +15,7 @@ deadlines due: nothing scans all allocations or offers, and an idle clock costs 
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Callable
 from datetime import datetime, time, timedelta
 
@@ -81,6 +82,8 @@ class Agenda(Aggregate):
     def __init__(self, id):  # noqa: A002
         super().__init__(id)
         self.due: list[Deadline] = []
+        """A heap (`heapq`): `due[0]` is the first due. An hour's agenda can hold every allocation
+        made before the day's cut-off (their ship-by is 23:59:59), so no O(n) insert or removal."""
         self.waiting: set[Deadline] = set()
 
     def schedule(self, deadline: Deadline, at: datetime) -> None:
@@ -102,7 +105,7 @@ class DeadlineSet(Event, frozen=True):
 
     def apply(self, a: Agenda) -> None:
         deadline = (self.due, self.kind, self.key)
-        bisect.insort(a.due, deadline)
+        heapq.heappush(a.due, deadline)
         a.waiting.add(deadline)
 
 
@@ -113,7 +116,11 @@ class DeadlinePassed(Event, frozen=True):
 
     def apply(self, a: Agenda) -> None:
         deadline = (self.due, self.kind, self.key)
-        a.due.remove(deadline)  # the first, in practice
+        if a.due and a.due[0] == deadline:
+            heapq.heappop(a.due)  # the first, in practice
+        elif deadline in a.waiting:
+            a.due.remove(deadline)
+            heapq.heapify(a.due)
         a.waiting.discard(deadline)
 
 
@@ -130,14 +137,17 @@ def schedule(uow: UnitOfWork, due: datetime, kind: str, key: str, at: datetime) 
     uow.get_or_new(Agenda, ids.agenda_id(hour.isoformat())).schedule((due, kind, key), at)
 
 
-def pass_time(uow: UnitOfWork, at: datetime) -> int:
-    """Pass every deadline due at or before `at`, in due order, each as of its due time; how many."""
+def pass_time(uow: UnitOfWork, at: datetime, limit: int | None = None) -> int:
+    """Pass every deadline due at or before `at` (at most `limit`, the earliest), in due order, each
+    as of its due time; how many."""
     clock = uow.get(Clock, ids.clock_id())
     n = 0
     while clock is not None and clock.hours and clock.hours[0] <= at:
         hour = clock.hours[0]
         agenda = uow.get(Agenda, ids.agenda_id(hour.isoformat()))
         while agenda is not None and (deadline := agenda.next_by(at)) is not None:
+            if limit is not None and n >= limit:
+                return n
             agenda.pass_(deadline)
             DEADLINES[deadline[1]](uow, deadline[2], deadline[0], at)
             n += 1

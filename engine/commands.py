@@ -246,9 +246,13 @@ class AnswerReturn(Command, frozen=True):
 
 class PassTime(Command, frozen=True):
     """The clock reaches `at`: every deadline due by then passes (engine/clock.py). `received_at`,
-    when the tick came from a producer, is the broker's time: a tick may not run ahead of it."""
+    when the tick came from a producer, is the broker's time: a tick may not run ahead of it.
+    `limit`: pass at most this many (the earliest), so that catching up on a long history is many
+    small units of work rather than one that holds every allocation of it in memory; run it again
+    until fewer than `limit` pass."""
 
     received_at: datetime | None = None
+    limit: int | None = None
 
 
 # -- statements ---------------------------------------------------------------------------------

@@ -22,4 +22,4 @@ def pass_time_to(c: PassTime, uow: UnitOfWork) -> int:
     if c.received_at is not None and c.at > c.received_at + TICK_SKEW:
         raise InvalidCommand(f"at: {c.at.isoformat()} is ahead of the broker's time {c.received_at.isoformat()}; "
                              "a clock tick may pass only what is due by now", "T4")
-    return pass_time(uow, c.at)
+    return pass_time(uow, c.at, c.limit)

@@ -122,3 +122,23 @@ def test_t4_a_merchant_cancel_with_the_reason_overdue_excludes_nobody_i5(two):
     two.cancel_allocation(a.allocation_id, reason="overdue", at=T0 + H)
     two.release_order(*SHOP, "O1", at=T0 + 2 * H)
     assert [x.supplier_id for x in live(two, "O1")] == ["SUP-A"]
+
+
+def test_t4_catching_up_in_limited_steps_passes_the_same_deadlines_in_the_same_order(two):
+    """serve passes a long backlog of deadlines a thousand per unit of work (`PassTime.limit`):
+    the earliest first, each as of its due time, and nothing passed twice or skipped."""
+    from engine.commands import PassTime
+
+    for n in range(7):
+        place(two, f"O{n}", line("L1", "P1"), at=T0 + n * H)
+    late = T0 + 80 * H
+    steps = []
+    while (passed := two.execute(PassTime(at=late, limit=2))) == 2:
+        steps.append(passed)
+    steps.append(passed)
+    assert sum(steps) >= 7 and len(steps) >= 4
+    reminders = events(two, AllocationOverdue)
+    assert len(reminders) == 7
+    assert [r.at for r in reminders] == sorted(r.at for r in reminders)
+    assert all(r.at == r.ship_by and r.reminded_at == late for r in reminders)
+    assert two.execute(PassTime(at=late, limit=2)) == 0
