@@ -37,10 +37,7 @@ def serve(
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s reflow %(levelname)s %(message)s")
     with Debris(settings).removed_if_refused():  # a store it made, refused with no event in it: removed
-        from adapters import gctune
-
-        gctune.tune()  # this process serves until stopped: see adapters/gctune.py
-        server = asyncio.run(run_serve(settings, batch=batch, ack_wait=ack_wait, clock=clock))
+        server = asyncio.run(run_serve(settings, batch=batch, ack_wait=ack_wait, clock=clock, tune_gc=True))
     logging.getLogger("reflow.serve").info(
         "stopped: %d applied, %d dead-lettered, %d published",
         server.applied, server.dead, server.published)

@@ -135,8 +135,9 @@ def _stop(proc: Any) -> None:
 
 
 def _child_main(settings: Settings, parent: int, pipe: Any, wake: Any, count: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # serve drains, then tells us to stop
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: serve drains, then stops us
+    # SIGTERM stops us (multiprocessing's exit sends it to a child left running; a service manager
+    # that signals the whole group makes serve's drain start a publisher again for what is left).
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s reflow %(levelname)s %(message)s")
     from adapters import gctune
@@ -169,6 +170,7 @@ async def _publish_until_closed(app: Any, settings: Settings, pipe: Any, wake: A
     loop = asyncio.get_running_loop()
     pipe.send(("ready", os.getpid()))
     closing = False
+    before = count.value  # published by earlier children of this serve
     try:
         while True:
             await loop.run_in_executor(waiter, wake.acquire, True, 0.5)
@@ -176,16 +178,18 @@ async def _publish_until_closed(app: Any, settings: Settings, pipe: Any, wake: A
                 pass
             if pipe.poll():
                 closing = pipe.recv() == "close"
+            failed = None
             try:
-                count.value += await publisher.publish_pending()
+                await publisher.publish_pending()
             except Exception as exc:  # noqa: BLE001 - NATS away: the next round resumes
-                log.warning("outbound publish failed (%s); retrying", one_line(str(exc) or type(exc).__name__))
-                if not closing:
-                    await asyncio.sleep(0.5)
-                    continue
+                failed = one_line(str(exc) or type(exc).__name__)
+                log.warning("outbound publish failed (%s); retrying", failed)
+            count.value = before + publisher.published  # pages confirmed, also in a round that failed
             if closing:
-                pipe.send(("closed", count.value))
+                pipe.send(("closed", count.value) if failed is None else ("failed", failed))
                 return
+            if failed is not None:
+                await asyncio.sleep(0.5)
     finally:
         with contextlib.suppress(Exception):
             await nc.flush(timeout=5)

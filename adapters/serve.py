@@ -33,6 +33,7 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from adapters import gctune
 from adapters.batches import IN_STREAM, DeadLetters, Item, apply_batch, apply_each  # noqa: F401  (re-exported)
 from adapters.bootstrap import Settings, nats_refusal, open_app
 from adapters.broker import (  # noqa: F401  (re-exported)
@@ -49,7 +50,6 @@ from adapters.broker import (  # noqa: F401  (re-exported)
     received_at,
     source_name,
 )
-from adapters.gctune import Pauses
 from adapters.inbound import ALREADY_APPLIED, Outcome
 from adapters.messages import one_line
 from adapters.outbound import Publisher
@@ -114,13 +114,13 @@ class Server:
                 for pool in (self.engine, self.reader):
                     pool.shutdown(wait=False)
                 raise ServeError(str(exc)) from None
-        await self._after_crash()
         background = [asyncio.create_task(self._outbound_loop()),
                       asyncio.create_task(self._projection_loop())]
-        if on_ready:
-            on_ready()
         backoff = 0.0
-        try:
+        try:  # from here on, whatever happens, the finally drains both child processes
+            await self._after_crash()
+            if on_ready:
+                on_ready()
             while not self.stop.is_set():
                 if backoff:
                     await self._sleep(backoff)
@@ -313,10 +313,13 @@ class Server:
 
 async def serve(settings: Settings, *, batch: int = 256, ack_wait: float = 10.0,
                 stop: asyncio.Event | None = None, on_ready: Callable[[Server], None] | None = None,
-                handle_signals: bool = True, clock: str = "wall") -> Server:
-    """Run until SIGTERM/SIGINT (or ``stop`` is set): drain the in-flight batch, publish, return."""
+                handle_signals: bool = True, clock: str = "wall", tune_gc: bool = False) -> Server:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set): drain the in-flight batch, publish, return.
+    ``tune_gc``: this process does nothing but serve (``reflow serve``): see adapters/gctune.py."""
     app = open_app(settings)
-    pauses = Pauses()
+    if tune_gc:
+        gctune.tune()
+    pauses = gctune.Pauses()
     try:
         nc = await connect(settings.nats_url)
         try:

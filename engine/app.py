@@ -162,7 +162,9 @@ class Reflow(Conveniences, Application):
                             results.append(command())
                     except refused as exc:
                         uow.rollback()
-                        results.append(exc)
+                        # without its traceback: the frames it holds (and their aggregates) would
+                        # otherwise live on in a reference cycle until a full collection
+                        results.append(exc.with_traceback(None))
             finally:
                 self._local.uow = None
             if before_store is not None:

@@ -112,6 +112,8 @@ class UnitOfWork:
             now = self.loaded.get(k)
             if now is agg and (agg is None or len(agg.pending) == n):
                 continue  # only read
+            if not was_loaded and (now is None or (not now.pending and now.version)):
+                continue  # first loaded by this command and only read (or absent): stays, cache and all
             id_ = UUID(int=k)
             self._forget((id_,))  # the cached object holds the command's changes
             if not was_loaded:

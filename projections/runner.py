@@ -168,7 +168,7 @@ class ProjectionRunner:
             raise
         self.position = self.connection.execute("SELECT pos FROM facts.position").fetchone()[0]
         # Where the facts are appended: `facts`; `delta` in a working file made for a statement
-        # from a published snapshot, whose `facts.*` are views (`projections.publish.materialise`).
+        # from a published snapshot, whose `facts.*` are views (`projections.private.materialise`).
         found = self.connection.execute("SELECT value FROM facts.meta WHERE key = 'append_to'").fetchone()
         self._append_to = found[0] if found else "facts"
         if publish and self._append_to != "facts":

@@ -307,7 +307,7 @@ def _opened(app: Any, runner_or_db: Any) -> Iterator[Any]:
     opened (issue 19: one writer per file)."""
     import duckdb
 
-    from projections.publish import materialise
+    from projections.private import materialise
     from projections.runner import ProjectionBusy, ProjectionRunner  # noqa: I001 (runner imports facts)
 
     if isinstance(runner_or_db, ProjectionRunner):

@@ -275,7 +275,8 @@ def publish_bench(orders: int, *, rounds: int = 12, change: int = 5, console: Co
 
     from adapters.store import ensure_store, store_env
     from engine.app import Reflow
-    from projections.publish import materialise, segments_dir
+    from projections.private import materialise
+    from projections.publish import segments_dir
 
     log = console.log if console else (lambda *a: None)
     tmp = Path(tempfile.mkdtemp(prefix="reflow-publish-", dir=workdir))

@@ -224,3 +224,22 @@ def test_A2_an_event_taken_back_never_lends_its_bytes_to_the_event_stored_in_its
     assert isinstance(results[0], DomainError) and results[1] == "allocated"
     stored_offer = [e for e in world.events.get(ids.offer_id("S1", "O1")) if isinstance(e, StockReserved)]
     assert [e.allocation_id for e in stored_offer] == [a.allocation_id for a in allocations(world, "X1")]
+
+
+def test_a_refused_command_that_only_read_an_aggregate_keeps_it_loaded(world):
+    """Issue 17: a refusal must not cost the next command a load of what it only read (a hot
+    offer's replay), nor leave behind an aggregate it made and never wrote."""
+    def read_then_refuse(c, uow) -> None:  # noqa: ANN001
+        uow.offer("S1", "O1")
+        uow.get_or_new(Offer, ids.offer_id("S9", "O9"))
+        raise InvalidCommand("field: refused after reading")
+
+    world.handlers[ReserveThenRefuse] = read_then_refuse
+    loads = []
+    owned = world._owned
+    world._owned = lambda cls, id_: loads.append(cls.__name__) or owned(cls, id_)  # type: ignore[method-assign]
+    results = world.run_batch([ReserveThenRefuse(at=T0, supplier_id="S1", offer_id="O1", allocation_id="A"),
+                               placing("X1")])
+    assert isinstance(results[0], DomainError) and results[1] == "allocated"
+    assert loads.count("Offer") == 2  # O1 once, O9 once (absent): O1 not loaded again for X1
+    assert world.offer("S9", "O9") is None

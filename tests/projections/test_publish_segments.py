@@ -309,7 +309,7 @@ def test_a_whole_copy_published_by_an_older_reflow_is_replaced_by_the_small_file
 def test_statement_beside_a_runner_starts_from_the_published_segments(sqlite_app, tmp_path):
     """`reflow statement` beside serve: a private working file whose facts are views over the
     published segments plus what it catches up from the store, not a copy of every row."""
-    from projections.publish import materialise
+    from projections.private import materialise
 
     seed(sqlite_app)
     path = tmp_path / "reflow.duckdb"
