@@ -162,6 +162,23 @@ def priced(source: str, suppliers: str | None = None) -> str:
       AND bp.tier = '' AND bp.since <= al.allocated_at AND (bp.until IS NULL OR al.allocated_at < bp.until)"""
 
 
+
+def return_amounts(returns: str, settled: str) -> str:
+    """Rule RC6, one place: the CTEs `prices` (each returned SKU's settlement price, from `settled`,
+    rows shaped as the `settlement_lines` view's) and `amounts` (per return of `returns`: the credit
+    at those prices, its quantity, and the SKUs still unpriced). Used by the `returns` view and by
+    a statement's credits (projections/statements.py)."""
+    return f"""prices AS (
+      SELECT allocation_id, offer_id, supplier_sku_id, any_value(settlement_price) AS price
+      FROM {settled} GROUP BY allocation_id, offer_id, supplier_sku_id),
+    amounts AS (
+      SELECT r.return_id, sum(p.price * l.qty) AS amount, count(*) FILTER (WHERE p.price IS NULL) AS unpriced,
+        sum(l.qty) AS qty, list(DISTINCT l.supplier_sku_id) FILTER (WHERE p.price IS NULL) AS unpriced_skus
+      FROM {returns} r JOIN facts.return_lines l USING (return_id)
+      LEFT JOIN prices p ON p.allocation_id = r.allocation_id AND p.offer_id = l.offer_id
+        AND p.supplier_sku_id = l.supplier_sku_id
+      GROUP BY r.return_id)"""
+
 VIEWS = [
     # -- helpers (schema facts) --
     """CREATE OR REPLACE VIEW facts.order_key AS
@@ -343,23 +360,14 @@ VIEWS = [
       SELECT return_uuid, arg_max(outcome, pos) AS outcome, arg_max(reason, pos) AS reason,
         arg_max(answered_at, pos) AS answered_at
       FROM facts.return_answers GROUP BY return_uuid),
-    prices AS (
-      SELECT allocation_id, offer_id, supplier_sku_id, any_value(settlement_price) AS price
-      FROM settlement_lines GROUP BY allocation_id, offer_id, supplier_sku_id),
-    priced AS (
-      SELECT r.return_id, sum(p.price * l.qty) AS amount, count(*) FILTER (WHERE p.price IS NULL) AS unpriced,
-        sum(l.qty) AS qty, list(DISTINCT l.supplier_sku_id) FILTER (WHERE p.price IS NULL) AS unpriced_skus
-      FROM facts.returns r JOIN facts.return_lines l USING (return_id)
-      LEFT JOIN prices p ON p.allocation_id = r.allocation_id AND p.offer_id = l.offer_id
-        AND p.supplier_sku_id = l.supplier_sku_id
-      GROUP BY r.return_id)
+    """ + return_amounts("facts.returns", "settlement_lines") + """
     SELECT r.return_id, r.allocation_id, r.supplier_id, r.aftersale_id, coalesce(a.outcome, 'requested') AS status,
       r.requested_at, a.answered_at,
       CASE WHEN a.outcome = 'accepted' AND p.unpriced = 0 THEN CAST(p.amount AS DECIMAL(18,4)) END AS credit,
       r.platform, r.shop_id, r.order_id, a.reason, p.qty, c.statement_id AS credited_on, p.unpriced_skus
     FROM facts.returns r
     LEFT JOIN ans a USING (return_uuid)
-    LEFT JOIN priced p USING (return_id)
+    LEFT JOIN amounts p USING (return_id)
     LEFT JOIN facts.statement_credits c USING (return_id)""",
     """CREATE OR REPLACE VIEW statement_lines AS SELECT * FROM facts.statement_lines""",
     """CREATE OR REPLACE VIEW statement_apart AS SELECT * FROM facts.statement_apart""",

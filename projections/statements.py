@@ -250,13 +250,14 @@ def credits(con: Any, supplier_id: str) -> list[dict]:
     """Rule RC6: the supplier's accepted returns that no statement credited yet, oldest first: the
     `returns` view's rows for them, with the settlement prices of their allocations' lines only
     (issue 17: the view prices every allocation line to credit a few)."""
-    from projections.schema import priced
+    from projections.schema import priced, return_amounts
 
     # Issue 17: most suppliers have no return at all; the lines are then not priced to find none.
     if not con.execute(_ANY_RETURN, {"supplier": supplier_id}).fetchone()[0]:
         return []
     settled = priced(_RETURNED, "SELECT supplier_id FROM al")
-    return _dicts(con.execute(_CREDITS.format(settled=settled), {"supplier": supplier_id}))
+    sql = _CREDITS.format(settled=settled, amounts=return_amounts("open", "settled"))
+    return _dicts(con.execute(sql, {"supplier": supplier_id}))
 
 
 _ANY_RETURN = "SELECT EXISTS (SELECT 1 FROM facts.returns WHERE supplier_id = $supplier)"
@@ -272,16 +273,7 @@ _CREDITS = """
       LEFT JOIN facts.statement_credits c USING (return_id)
       WHERE a.outcome = 'accepted' AND c.statement_id IS NULL),
     settled AS ({settled}),
-    prices AS (
-      SELECT allocation_id, offer_id, supplier_sku_id, any_value(settlement_price) AS price
-      FROM settled GROUP BY allocation_id, offer_id, supplier_sku_id),
-    amounts AS (
-      SELECT o.return_id, sum(p.price * l.qty) AS amount, count(*) FILTER (WHERE p.price IS NULL) AS unpriced,
-        sum(l.qty) AS qty, list(DISTINCT l.supplier_sku_id) FILTER (WHERE p.price IS NULL) AS unpriced_skus
-      FROM open o JOIN facts.return_lines l USING (return_id)
-      LEFT JOIN prices p ON p.allocation_id = o.allocation_id AND p.offer_id = l.offer_id
-        AND p.supplier_sku_id = l.supplier_sku_id
-      GROUP BY o.return_id)
+    {amounts}
     SELECT o.return_id, o.allocation_id, o.aftersale_id, o.platform, o.shop_id, o.order_id, o.answered_at, m.qty,
       CASE WHEN m.unpriced = 0 THEN CAST(m.amount AS DECIMAL(18,4)) END AS amount,
       coalesce(m.unpriced_skus, []) AS unpriced
