@@ -10,7 +10,7 @@ no cycles (events and values are frozen structs kept out of the collector, `gc=F
   up) out of the collector's sight (`gc.freeze`), and raises the thresholds so that young
   collections run every 50,000 allocations instead of 700 and a full one after 100 of them;
 - `Pauses` measures every collection (count, total and longest pause per generation), which serve
-  logs every minute and at exit, and the benchmark reads back.
+  logs at exit and the benchmark reads back.
 
 `REFLOW_GC=default` keeps CPython's own settings (to compare).
 """

@@ -30,6 +30,7 @@ from typing import Any
 
 from adapters.bootstrap import Settings, open_app
 from adapters.messages import one_line
+from adapters.projecting import _exit_with_parent  # the same watch on serve: stop when it is gone
 
 log = logging.getLogger("reflow.serve")
 
@@ -197,9 +198,3 @@ async def _publish_until_closed(app: Any, settings: Settings, pipe: Any, wake: A
             await nc.close()
         reader.shutdown(wait=False)
         waiter.shutdown(wait=False)
-
-
-def _exit_with_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(0)

@@ -74,10 +74,9 @@ class Aggregate:
 
     def trigger(self, cls: type[Event], at: datetime, **fields: Any) -> Event:
         if self._pending:
-            prev = chain_digest(self._pending[-1])  # its encoding is kept for the mapper
-        else:  # the last event stored: its digest alone (an encoding kept for it would never be taken)
-            head = self._head
-            prev = digest_bytes(_topic(type(head)), _encoder.encode(head)) if isinstance(head, Event) else head
+            prev = _pending_digest(self._pending[-1])
+        else:  # the last event stored or loaded (its encoding is not wanted again)
+            prev = chain_digest(self._head) if isinstance(self._head, Event) else self._head
         event = cls(originator_id=self.id, originator_version=self.version + 1, at=at, prev=prev, **fields)
         event.apply(self)
         self.version = event.originator_version
@@ -187,8 +186,13 @@ def digest_bytes(topic: str, state: bytes) -> str:
 
 
 def chain_digest(event: Event) -> str:
-    """Rule A2: sha256 over the event's topic and its msgspec JSON, as the mapper stores it. The
-    encoding is kept for the mapper, which stores the same bytes (one encoding per event, not two)."""
+    """Rule A2: sha256 over the event's topic and its msgspec JSON, as the mapper stores it."""
+    return digest_bytes(_topic(type(event)), _encoder.encode(event))
+
+
+def _pending_digest(event: Event) -> str:
+    """`chain_digest` of an event not stored yet, keeping its encoding for the mapper, which stores
+    the same bytes (one encoding per event, not two)."""
     state = _encoder.encode(event)
     if len(_encoded) >= _ENCODED_MAX:
         _encoded.clear()

@@ -251,7 +251,7 @@ def allocate(uow: UnitOfWork, order: Order, lines: list[LineIn], facts: tuple[Li
         seq += 1
         alloc_uuid = ids.allocation_uuid(allocation_id)
         if order.version == len(order.pending):  # a new order's allocations are new too
-            uow.absent.add(alloc_uuid.int)
+            uow.absent.add(alloc_uuid)
         alloc = uow.get_or_new(Allocation, alloc_uuid)
         alloc.allocate(at, allocation_id=allocation_id, platform=order.platform, shop_id=order.shop_id,
                        order_id=order.order_id, merchant_id=order.merchant_id, supplier_id=supplier_id,

@@ -41,30 +41,29 @@ class UnitOfWork:
         self._forget = forget or (lambda ids_: None)
         self.keys = keys
         """The cipher and token key that seal and mask consumer data (P1, P2)."""
-        self.absent = {a.int for a in absent}
-        """Ids (as integers) known not to be stored yet (new orders): not looked up one by one."""
-        self.loaded: dict[int, Aggregate | None] = {}
+        self.absent = set(absent)
+        """Ids known not to be stored yet (new orders): not looked up one by one."""
+        self.loaded: dict[UUID, Aggregate | None] = {}
         self.clear: dict[bytes, Buyer] = {}  # sealed -> buyer, so a command unseals once
-        self._marks: dict[int, tuple[bool, Aggregate | None, int]] = {}
+        self._marks: dict[UUID, tuple[bool, Aggregate | None, int]] = {}
 
     # -- loading ----------------------------------------------------------------------------
 
     def get(self, cls: type[A], id: UUID) -> A | None:  # noqa: A002
-        k = id.int  # keys are the ids' integers: hashed in C (a UUID's hash is a Python call)
-        agg = self.loaded.get(k, _MISSING)
+        agg = self.loaded.get(id, _MISSING)
         if agg is _MISSING:
-            self._marks.setdefault(k, (False, None, 0))
-            agg = None if k in self.absent else self._load(cls, id)
-            self.loaded[k] = agg
-        elif k not in self._marks:
-            self._marks[k] = (True, agg, len(agg.pending) if agg is not None else 0)
+            self._marks.setdefault(id, (False, None, 0))
+            agg = None if id in self.absent else self._load(cls, id)
+            self.loaded[id] = agg
+        elif id not in self._marks:
+            self._marks[id] = (True, agg, len(agg.pending) if agg is not None else 0)
         return agg  # type: ignore[return-value]
 
     def get_or_new(self, cls: type[A], id: UUID) -> A:  # noqa: A002
         agg = self.get(cls, id)
         if agg is None:
             agg = cls(id)
-            self.loaded[id.int] = agg
+            self.loaded[id] = agg
         return agg
 
     def supplier(self, supplier_id: str) -> Supplier:
@@ -108,24 +107,23 @@ class UnitOfWork:
         """Take back every change since the last checkpoint (the command failed, or was a dry run).
 
         An aggregate changed since is rebuilt from the store plus the events pending before."""
-        for k, (was_loaded, agg, n) in self._marks.items():
-            now = self.loaded.get(k)
+        for id_, (was_loaded, agg, n) in self._marks.items():
+            now = self.loaded.get(id_)
             if now is agg and (agg is None or len(agg.pending) == n):
                 continue  # only read
             if not was_loaded and (now is None or (not now.pending and now.version)):
                 continue  # first loaded by this command and only read (or absent): stays, cache and all
-            id_ = UUID(int=k)
             self._forget((id_,))  # the cached object holds the command's changes
             if not was_loaded:
-                self.loaded.pop(k, None)
+                self.loaded.pop(id_, None)
             elif agg is None:
-                self.loaded[k] = None
+                self.loaded[id_] = None
             else:
-                self.loaded[k] = self._rebuild(type(agg), id_, agg.pending[:n])
+                self.loaded[id_] = self._rebuild(type(agg), id_, agg.pending[:n])
         self._marks = {}
 
     def _rebuild(self, cls: type[A], id: UUID, kept: list[Event]) -> A:  # noqa: A002
-        agg = (None if id.int in self.absent else self._load(cls, id)) or cls(id)
+        agg = (None if id in self.absent else self._load(cls, id)) or cls(id)
         agg.replay_pending(kept)
         return agg
 

@@ -74,12 +74,7 @@ async def outbound_process(serve_pid: int, log: Path, *, not_pid: int | None = N
 
 
 async def allocation_messages(c, at_least: int, timeout: float = 60) -> list:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = await c.messages(OUT_STREAM, ALLOCATIONS)
-        if len(got) >= at_least or time.monotonic() > deadline:
-            return got
-        await asyncio.sleep(0.3)
+    return await c.messages(OUT_STREAM, ALLOCATIONS, at_least=at_least, timeout=timeout)
 
 
 def kill_all(procs: list[subprocess.Popen]) -> None:
