@@ -11,10 +11,11 @@ from typing import Any
 
 from adapters.inbound import ALREADY_APPLIED, APPLIED, Outcome, command, new_order_ids, refusal
 from adapters.messages import BadMessage, decode, one_line
+from adapters.partitions import NotThisShop, check_shop, plain_subject
 from adapters.store import stored_ids
 from engine.app import Reflow
 from engine.commands import Command
-from engine.errors import DomainError
+from engine.errors import Conflict, DomainError
 
 IN_STREAM = "REFLOW_IN"
 log = logging.getLogger("reflow.serve")
@@ -24,9 +25,41 @@ log = logging.getLogger("reflow.serve")
 Item = tuple  # (subject, data, received_at[, stream sequence])
 DeadLetters = Callable[[list[tuple[int, Outcome]]], None]
 
+EPOCH_SHIFT = 40
+SEQ_MASK = (1 << EPOCH_SHIFT) - 1
+"""A stored position is ``epoch << 40 | stream sequence``. A serve of one stream writes epoch 0 (the
+plain sequence); a router that takes a lane (adapters/routers.py) first stores the next epoch, so
+a router that lost the lane and still writes is refused by the store's own check (a position is
+stored only if it is greater than the last): the epoch is the lane's fencing token."""
+
+
+class Fenced(Exception):
+    """Another router took this lane: its position was stored with a later epoch."""
+
+
+def applied_through(app: Reflow, source: str, epoch: int | None = None) -> int:
+    """The last stream sequence of ``source`` whose effect is stored; with ``epoch``, Fenced if a
+    later epoch holds the source."""
+    stored = app.position(source)
+    if epoch is not None and stored >> EPOCH_SHIFT > epoch:
+        raise Fenced(f"{source}: taken by another router (epoch {stored >> EPOCH_SHIFT}, ours {epoch})")
+    return stored & SEQ_MASK
+
+
+def take_lane(app: Reflow, source: str) -> int:
+    """Store the next epoch of ``source`` (nothing else) and return it: from now on the previous
+    holder's writes to it are refused."""
+    stored = app.position(source)
+    epoch = (stored >> EPOCH_SHIFT) + 1
+    try:
+        app.run_batch([], position=(source, epoch << EPOCH_SHIFT | stored & SEQ_MASK))
+    except Conflict as exc:
+        raise Fenced(f"{source}: taken by another router at the same time") from exc
+    return epoch
+
 
 def apply_batch(app: Reflow, items: list[Item], dead_letters: DeadLetters | None = None,
-                source: str = IN_STREAM) -> tuple[list[Outcome], BaseException | None]:
+                source: str = IN_STREAM, epoch: int = 0) -> tuple[list[Outcome], BaseException | None]:
     """Apply a batch of messages in order, all stored by one atomic write.
 
     A refused message is taken back on its own and becomes a dead letter; the rest are stored
@@ -37,33 +70,33 @@ def apply_batch(app: Reflow, items: list[Item], dead_letters: DeadLetters | None
     never lost to a crash between the write and its publication. If the batch cannot be stored
     as a whole (the store is down, or a message hits an unexpected error), nothing of it is
     stored and it is applied again one message at a time, which stops at the first failure that
-    is not the message's fault."""
+    is not the message's fault. ``epoch``: the lane's fencing token (``take_lane``)."""
     try:
-        done = app.position(source) if _sequenced(items) else 0
+        done = applied_through(app, source, epoch) if _sequenced(items) else 0
         fresh = [i for i, item in enumerate(items) if not _sequenced(items) or item[3] > done]
         outcomes = [ALREADY_APPLIED] * len(items)
         if fresh:
-            results = _run(app, [items[i] for i in fresh], fresh, dead_letters, source)
+            results = _run(app, [items[i] for i in fresh], fresh, dead_letters, source, epoch)
             for i, outcome in zip(fresh, results):
                 outcomes[i] = outcome
     except Exception as exc:  # noqa: BLE001 - retried one by one below, which reports it
         log.warning("batch of %d not applied as one (%s: %s); applying one by one",
                     len(items), type(exc).__name__, one_line(str(exc)))
-        return apply_each(app, items, dead_letters, source)
+        return apply_each(app, items, dead_letters, source, epoch)
     return outcomes, None
 
 
 def apply_each(app: Reflow, items: list[Item], dead_letters: DeadLetters | None = None,
-               source: str = IN_STREAM) -> tuple[list[Outcome], BaseException | None]:
+               source: str = IN_STREAM, epoch: int = 0) -> tuple[list[Outcome], BaseException | None]:
     """Apply messages in order, each its own write; stop at the first failure that is not the
     message's fault."""
     outcomes: list[Outcome] = []
     for i, item in enumerate(items):
         try:
-            if _sequenced(items) and item[3] <= app.position(source):
+            if _sequenced(items) and item[3] <= applied_through(app, source, epoch):
                 outcomes.append(ALREADY_APPLIED)
                 continue
-            outcomes.extend(_run(app, [item], [i], dead_letters, source))
+            outcomes.extend(_run(app, [item], [i], dead_letters, source, epoch))
         except Exception as exc:  # noqa: BLE001 - reported by the caller, message handed back
             return outcomes, exc
     return outcomes, None
@@ -74,22 +107,28 @@ def _sequenced(items: list[Item]) -> bool:
 
 
 def _run(app: Reflow, items: list[Item], indexes: list[int], dead_letters: DeadLetters | None,
-         source: str) -> list[Outcome]:
+         source: str, epoch: int = 0) -> list[Outcome]:
     """Decode the items, run their commands as one batch, dead-letter what was refused."""
     commands: list[Command | Callable[[], Outcome]] = []
     decoded: list[tuple[str, object] | None] = []
-    for subject, data, at, *_ in items:
+    for stored_subject, data, at, *_ in items:
+        subject, shop = plain_subject(stored_subject)  # the shop form (adapters/partitions.py)
         try:
             message = decode(subject, data)
+            check_shop(subject, shop, message)
         except BadMessage as bad:
             commands.append(partial(Outcome, bad.reason))
+            decoded.append(None)
+            continue
+        except NotThisShop as bad:
+            commands.append(partial(Outcome, str(bad)))
             decoded.append(None)
             continue
         decoded.append((subject, message))
         commands.append(command(message, at))
     candidates = new_order_ids([d[1] for d in decoded if d is not None])
     absent = candidates - stored_ids(app, candidates)
-    position = (source, max(item[3] for item in items)) if _sequenced(items) else None
+    position = (source, epoch << EPOCH_SHIFT | max(item[3] for item in items)) if _sequenced(items) else None
 
     def outcomes(results: list[Any]) -> list[Outcome]:
         return [result if isinstance(result, Outcome) else

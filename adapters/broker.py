@@ -61,8 +61,9 @@ async def connect(url: str, *, attempts: int = 3) -> NATS:
     return nc
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
-    """Create REFLOW_IN, REFLOW_OUT and REFLOW_DLQ (file storage) where missing."""
+async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create REFLOW_IN, REFLOW_OUT and REFLOW_DLQ (file storage, ``replicas`` copies on a
+    cluster) where missing."""
     for name, subject in STREAMS.items():
         try:
             await js.stream_info(name)
@@ -71,7 +72,7 @@ async def ensure_streams(js: JetStreamContext) -> None:
             pass
         await js.add_stream(StreamConfig(
             name=name, subjects=[subject], storage=StorageType.FILE,
-            duplicate_window=DUPLICATE_WINDOW[name],
+            duplicate_window=DUPLICATE_WINDOW[name], num_replicas=replicas,
         ))
 
 

@@ -25,19 +25,35 @@ def serve(
         help="How time passes for deadlines (RT13 new day, M2 expiry, T4 ship-by): wall = serve ticks every 10 s "
              "(to the last message's broker time while catching up, then to now); messages = only "
              "reflow.in.clock.tick moves time (replaying old traffic, a producer driving its own timeline)."),
+    partitions: int = typer.Option(
+        0, "--partitions", min=0, max=64, metavar="N",
+        help="Run as one of several routers on a REFLOW_IN split into N partitions by shop (README "
+             "'Scaling out'); every router of one stream gives the same N. 0: serve the whole stream."),
+    partition: list[str] = typer.Option(
+        [], "--partition", metavar="K",
+        help="A lane this router takes first and keeps: 0..N-1 or general (repeatable). It takes "
+             "others only when their router is gone."),
+    replicas: int = typer.Option(
+        1, "--replicas", min=1, max=5, help="Copies of each stream (and of the leases) reflow makes on a NATS cluster."),
 ) -> None:
     """Consume REFLOW_IN, route, publish REFLOW_OUT, keep projections current, until SIGTERM/SIGINT."""
     from adapters.cli_guard import Debris, check_serve
     from adapters.serve import serve as run_serve
 
+    from adapters.partitions import lane_name
+
     if clock not in ("wall", "messages"):
         raise ValueError(f"--clock: must be wall or messages, got {clock!r}")
+    if partition and not partitions:
+        raise ValueError("--partition: needs --partitions N (the number of partitions of REFLOW_IN)")
+    prefer = [lane_name(k, partitions) for k in partition]
     settings: Settings = replace(ctx.obj, create_store=True)  # serve and demo alone may create a store
     check_serve(settings)  # --duckdb, the store, NATS: refused before the store is created
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s reflow %(levelname)s %(message)s")
     with Debris(settings).removed_if_refused():  # a store it made, refused with no event in it: removed
-        server = asyncio.run(run_serve(settings, batch=batch, ack_wait=ack_wait, clock=clock, tune_gc=True))
+        server = asyncio.run(run_serve(settings, batch=batch, ack_wait=ack_wait, clock=clock, tune_gc=True,
+                                       partitions=partitions, prefer=prefer, replicas=replicas))
     logging.getLogger("reflow.serve").info(
         "stopped: %d applied, %d dead-lettered, %d published",
         server.applied, server.dead, server.published)

@@ -34,7 +34,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from adapters import gctune
-from adapters.batches import IN_STREAM, DeadLetters, Item, apply_batch, apply_each  # noqa: F401  (re-exported)
+from adapters.batches import IN_STREAM, DeadLetters, Fenced, Item, apply_batch, apply_each  # noqa: F401  (re-exported)
 from adapters.bootstrap import Settings, nats_refusal, open_app
 from adapters.broker import (  # noqa: F401  (re-exported)
     CONSUMER,
@@ -53,6 +53,7 @@ from adapters.broker import (  # noqa: F401  (re-exported)
 from adapters.inbound import ALREADY_APPLIED, Outcome
 from adapters.messages import one_line
 from adapters.outbound import Publisher
+from adapters.partitions import partitions_of
 from adapters.outbounding import Outbound, OutboundFailed
 from adapters.projecting import ProjectionRunFailed, Projections, ProjectionsFailed
 from engine.app import Reflow
@@ -69,6 +70,7 @@ class Server:
                  settings: Settings | None = None, clock: str = "wall") -> None:
         self.app, self.nc, self.js = app, nc, nc.jetstream()
         self.batch, self.ack_wait = batch, ack_wait
+        self.replicas = 1  # copies of each stream it makes, on a NATS cluster
         self.clock = clock  # "wall": serve's own ticks; "messages": only reflow.in.clock.tick moves time
         self.last_tick = 0.0
         self.engine = ThreadPoolExecutor(1, thread_name_prefix="reflow-engine")
@@ -82,11 +84,17 @@ class Server:
         self.wake = asyncio.Event()
         self.applied = self.dead = self.repeated = 0
         self.source = IN_STREAM
+        self.fenced: set[str] = set()
+        """Sources another router took over (their writes were refused by a later epoch)."""
         self.failure: ServeError | None = None
         """Why serve stopped by itself (the projections failed for good); serve() raises it."""
 
     async def run(self, on_ready: Callable[[], None] | None = None) -> None:
-        await ensure_streams(self.js)
+        await ensure_streams(self.js, replicas=self.replicas)
+        partitions = partitions_of((await self.js.stream_info(IN_STREAM)).config)
+        if partitions:
+            raise ServeError(f"{IN_STREAM} is partitioned into {partitions} (made by reflow serve --partitions "
+                             f"{partitions}): start this router with --partitions {partitions}")
         await ensure_consumer(self.js, self.batch, self.ack_wait)
         sub = await self.js.pull_subscribe_bind(durable=CONSUMER, stream=IN_STREAM)
         self.source = await source_name(self.js)
@@ -179,7 +187,9 @@ class Server:
                         info.num_ack_pending, self.ack_wait)
             await self._sleep(self.ack_wait + 0.5)
 
-    async def _process(self, msgs: list[Msg]) -> bool:
+    async def _process(self, msgs: list[Msg], source: str | None = None, epoch: int = 0) -> bool:
+        """Apply, dead-letter and acknowledge one batch of ``source`` (a lane's, adapters/routers.py;
+        by default the stream's); False if some of it was handed back."""
         items = [(m.subject, m.data, received_at(m), m.metadata.sequence.stream) for m in msgs]
         loop = asyncio.get_running_loop()
 
@@ -192,7 +202,8 @@ class Server:
             if len(stored) != len(pairs):
                 raise ConnectionError(f"{len(pairs) - len(stored)} dead letter(s) not stored")
 
-        work = loop.run_in_executor(self.engine, apply_batch, self.app, items, dead_letters, self.source)
+        work = loop.run_in_executor(self.engine, apply_batch, self.app, items, dead_letters,
+                                    source or self.source, epoch)
         keepalive = asyncio.create_task(self._keep_in_progress(msgs))
         try:
             outcomes, failure = await work
@@ -203,9 +214,13 @@ class Server:
         self.applied += sum(1 for o in outcomes if not o.dead and o is not ALREADY_APPLIED)
         self.repeated += sum(1 for o in outcomes if o is ALREADY_APPLIED)
         self.dead += sum(1 for o in outcomes if o.dead)
-        if failure is not None:
+        if isinstance(failure, Fenced):
+            log.warning("%s; handing its batch back", failure)
+            self.fenced.add(source or self.source)
+        elif failure is not None:
             log.error("could not apply %s (will retry): %s: %s", msgs[len(outcomes)].subject,
                       type(failure).__name__, one_line(str(failure)))
+        if failure is not None:
             for m in msgs[len(outcomes):]:
                 await m.nak()
             return False
@@ -313,9 +328,12 @@ class Server:
 
 async def serve(settings: Settings, *, batch: int = 256, ack_wait: float = 10.0,
                 stop: asyncio.Event | None = None, on_ready: Callable[[Server], None] | None = None,
-                handle_signals: bool = True, clock: str = "wall", tune_gc: bool = False) -> Server:
+                handle_signals: bool = True, clock: str = "wall", tune_gc: bool = False,
+                partitions: int = 0, prefer: list[str] | tuple = (), replicas: int = 1) -> Server:
     """Run until SIGTERM/SIGINT (or ``stop`` is set): drain the in-flight batch, publish, return.
-    ``tune_gc``: this process does nothing but serve (``reflow serve``): see adapters/gctune.py."""
+    ``tune_gc``: this process does nothing but serve (``reflow serve``): see adapters/gctune.py.
+    ``partitions``: one of several routers on a partitioned REFLOW_IN (adapters/routers.py),
+    preferring the lanes ``prefer``; ``replicas``: copies of each stream on a NATS cluster."""
     app = open_app(settings)
     if tune_gc:
         gctune.tune()
@@ -323,7 +341,14 @@ async def serve(settings: Settings, *, batch: int = 256, ack_wait: float = 10.0,
     try:
         nc = await connect(settings.nats_url)
         try:
-            server = Server(app, nc, batch=batch, ack_wait=ack_wait, settings=settings, clock=clock)
+            if partitions:
+                from adapters.routers import Router
+
+                server: Server = Router(app, nc, partitions=partitions, prefer=prefer, settings=settings,
+                                        replicas=replicas, batch=batch, ack_wait=ack_wait, clock=clock)
+            else:
+                server = Server(app, nc, batch=batch, ack_wait=ack_wait, settings=settings, clock=clock)
+                server.replicas = replicas
             loop = asyncio.get_running_loop()
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):

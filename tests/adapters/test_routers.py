@@ -1,0 +1,154 @@
+"""Routers that scale out (issue 18): a partitioned REFLOW_IN, lanes held under leases, fencing by
+the lane's epoch, and the shop form of the contract's subjects (adapters/partitions.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from adapters.batches import Fenced, apply_batch, applied_through, take_lane
+from adapters.bootstrap import Settings, open_app
+from adapters.serve import ServeError
+from tests.adapters.natsworld import SHOP, catalog, client, example, order_body, run, running, single_link
+
+pytestmark = [pytest.mark.nats, pytest.mark.timeout(180)]
+
+SHOPS = [("douyin", f"dy-{n}") for n in range(6)]
+
+
+def settings(nats_server, store: str, tmp_path: Path) -> Settings:
+    return Settings(store=store, nats_url=nats_server.url, data_dir=tmp_path / "data")
+
+
+def shop_order(shop: tuple[str, str], order_id: str) -> dict:
+    return {**order_body(order_id), "platform": shop[0], "shop_id": shop[1]}
+
+
+def shop_link(shop: tuple[str, str]) -> dict:
+    return {**single_link(), "platform": shop[0], "shop_id": shop[1]}
+
+
+async def settled(c, consumers: list[str], timeout: float = 60.0) -> None:
+    """Until every lane's consumer acknowledged all it has."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        done = True
+        for name in consumers:
+            info = await c.js.consumer_info("REFLOW_IN", name)
+            done = done and not info.num_pending and not info.num_ack_pending
+        if done:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("the routers did not consume REFLOW_IN in time")
+        await asyncio.sleep(0.1)
+
+
+def test_partitioned_routers_apply_each_shop_in_one_lane_and_hand_lanes_over_when_one_stops(
+        nats_server, pg_store, tmp_path):
+    """Two routers on one PostgreSQL store: each takes its own lane, one takes the general lane; the
+    shop form puts every message of a shop in one partition; when a router stops, the other takes
+    its lane and what comes after is applied too."""
+    s = settings(nats_server, pg_store, tmp_path)
+    lanes = ["reflow-general", "reflow-p0", "reflow-p1"]
+
+    async def story():
+        async with running(s, partitions=2, prefer=["p0", "general"]) as a, client(nats_server.url) as c:
+            async with running(s, partitions=2, prefer=["p1"]) as b:
+                for subject, body in catalog(stock=10_000):
+                    if subject != "link.set":
+                        await c.send(subject, body)
+                await settled(c, lanes)  # the supplier and offer before the shops' links
+                for shop in SHOPS:
+                    await c.send(f"link.set.{shop[0]}.{shop[1]}", shop_link(shop))
+                    for n in range(3):
+                        await c.send(f"order.placed.{shop[0]}.{shop[1]}", shop_order(shop, f"{shop[1]}-{n}"))
+                await settled(c, lanes)
+                assert "lane.p0" in a.taken and "lane.general" in a.taken
+                assert b.taken[0] == "lane.p1"
+                stored = await c.messages("REFLOW_IN", "reflow.in.order.placed.>", at_least=18)
+                partition_of = {}
+                for m in stored:  # one partition per shop, whatever order they came in
+                    *_, platform, shop_id, k = m.subject.split(".")
+                    assert partition_of.setdefault((platform, shop_id), k) == k
+                assert set(partition_of.values()) == {"0", "1"}  # six shops use both partitions
+            # b stopped: its lane is free at once (released), and a takes it after the grace
+            for _ in range(100):
+                if "lane.p1" in a.taken:
+                    break
+                await asyncio.sleep(0.1)
+            assert "lane.p1" in a.taken
+            for shop in SHOPS:
+                await c.send(f"order.placed.{shop[0]}.{shop[1]}", shop_order(shop, f"{shop[1]}-late"))
+            await settled(c, lanes)
+
+    run(story, timeout=150)
+    app = open_app(s)
+    try:
+        for shop in SHOPS:
+            for n in [0, 1, 2, "late"]:
+                order = app.order(shop[0], shop[1], f"{shop[1]}-{n}")
+                assert order is not None and order.status == "allocated", (shop, n)
+                assert len(app.allocations_of(shop[0], shop[1], f"{shop[1]}-{n}")) == 1
+    finally:
+        app.close()
+
+
+def test_a_router_that_lost_its_lane_cannot_write_to_it(app):
+    """Fencing: the router that takes a lane stores its next epoch; a batch of the previous holder
+    (stalled past its lease) is refused by the store, and nothing of it is written."""
+    source = "REFLOW_IN@test#p0"
+    old = take_lane(app, source)
+    at = datetime.now(UTC)
+    link = ("reflow.in.link.set", _json(single_link()), at, 1)
+    assert apply_batch(app, [link], source=source, epoch=old)[1] is None
+    new = take_lane(app, source)
+    assert new == old + 1 and applied_through(app, source) == 1
+    order = ("reflow.in.order.placed", _json(order_body("F-1")), at, 2)
+    outcomes, failure = apply_batch(app, [order], source=source, epoch=old)
+    assert isinstance(failure, Fenced) and outcomes == []
+    assert app.order(*SHOP, "F-1") is None and applied_through(app, source) == 1
+    outcomes, failure = apply_batch(app, [order], source=source, epoch=new)
+    assert failure is None and app.order(*SHOP, "F-1") is not None and applied_through(app, source) == 2
+
+
+def test_the_shop_form_must_name_the_messages_own_shop_and_only_a_shops_messages_take_it(app):
+    """A message whose subject names another shop than its body would be applied in that shop's
+    order, by that shop's router: it goes to the dead letters, as does a supplier's message in the
+    shop form. The contract's subject and the matching shop form are applied."""
+    at = datetime.now(UTC)
+    body = _json(order_body("S-1"))
+    outcomes, failure = apply_batch(app, [
+        ("reflow.in.order.placed.douyin.someone-else.1", body, at),
+        ("reflow.in.supplier.stock.douyin.dy-880123.0", _json(example("supplier.stock")), at),
+        (f"reflow.in.order.placed.{SHOP[0]}.{SHOP[1]}.1", body, at),
+    ])
+    assert failure is None
+    assert "names shop douyin.someone-else" in outcomes[0].error and "dy-880123" in outcomes[0].error
+    assert "not a shop's message" in outcomes[1].error
+    assert not outcomes[2].dead and app.order(*SHOP, "S-1") is not None
+
+
+def test_a_serve_of_the_whole_stream_refuses_a_partitioned_one_and_routers_agree_on_n(
+        nats_server, sqlite_store, tmp_path):
+    s = settings(nats_server, sqlite_store, tmp_path)
+
+    async def story():
+        async with running(s, partitions=3):
+            pass
+        with pytest.raises(ServeError, match="partitioned into 3.*--partitions 3"):
+            async with running(s):
+                pass
+        with pytest.raises(ServeError, match="--partitions: REFLOW_IN was made with 3 partitions"):
+            async with running(s, partitions=2):
+                pass
+
+    run(story)
+
+
+def _json(body: dict) -> bytes:
+    import json
+
+    return json.dumps(body, ensure_ascii=False).encode()
