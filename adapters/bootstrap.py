@@ -105,6 +105,7 @@ def open_app(settings: Settings) -> Reflow:
     (``adapters.storekey``: where the key is found, the fingerprint the store keeps). Refusals are
     one line (``StoreError``), having changed nothing. The key goes in as ``REFLOW_CIPHER_KEY``,
     never as ``CIPHER_KEY``: the latter would make eventsourcing encrypt every stored event whole."""
+    from adapters.store import creating
     from adapters.storekey import encrypted_whole, find_key, fingerprint, label, mismatch, probe, record
 
     where = label(settings.store, settings.data_dir)
@@ -123,14 +124,15 @@ def open_app(settings: Settings) -> Reflow:
     whole = encrypted_whole(state, key)
     if whole:  # a store written (before) with every event encrypted whole: read and write it so
         env["CIPHER_KEY"] = key
-    app = Reflow(env)
-    if settings.create_store and state.fingerprint is None:  # a new store, or one from before fingerprints
-        try:
-            if record(env, where, settings.store, fp, whole) != fp:
-                raise mismatch(source, where)
-        except BaseException:
-            app.close()
-            raise
+    with creating(env):  # several routers starting at once on one PostgreSQL store
+        app = Reflow(env)
+        if settings.create_store and state.fingerprint is None:  # a new store, or one from before fingerprints
+            try:
+                if record(env, where, settings.store, fp, whole) != fp:
+                    raise mismatch(source, where)
+            except BaseException:
+                app.close()
+                raise
     return app
 
 

@@ -34,6 +34,11 @@ class ServeError(Exception):
     """serve cannot start (no NATS server, a stream configured otherwise); one line."""
 
 
+def servers(url: str) -> list[str]:
+    """``--nats`` may name several servers of a cluster, comma-separated: nats-py takes a list."""
+    return [u.strip() for u in url.split(",") if u.strip()] or [url]
+
+
 async def connect(url: str, *, attempts: int = 3) -> NATS:
     """Connect, failing after a few attempts; once connected, reconnect forever."""
 
@@ -50,7 +55,7 @@ async def connect(url: str, *, attempts: int = 3) -> NATS:
     nc_box: list[NATS] = []
     try:
         nc = await nats.connect(
-            url, connect_timeout=2, reconnect_time_wait=0.5, max_reconnect_attempts=attempts,
+            servers(url), connect_timeout=2, reconnect_time_wait=0.5, max_reconnect_attempts=attempts,
             error_cb=quiet, disconnected_cb=disconnected, reconnected_cb=reconnected,
             pending_size=64 * 1024 * 1024,
         )

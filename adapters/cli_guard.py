@@ -156,7 +156,9 @@ def check_serve(settings: Settings) -> None:
 
 
 async def _check_broker(url: str, *, new_store: bool) -> None:
+    import asyncio
     import contextlib as _contextlib
+    import time
     from types import SimpleNamespace
 
     import nats
@@ -170,12 +172,20 @@ async def _check_broker(url: str, *, new_store: bool) -> None:
     try:
         if not new_store:
             return
-        try:
-            published = await Publisher.resume_position(SimpleNamespace(js=nc.jetstream(timeout=5)))
-        except NotFoundError:
-            return
-        except nats.errors.Error as exc:  # e.g. JetStream not enabled
-            raise ServeError(nats_refusal(url, exc, "NATS refused reflow serve")) from None
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                published = await Publisher.resume_position(SimpleNamespace(js=nc.jetstream(timeout=5)))
+                break
+            except NotFoundError:
+                return
+            except nats.errors.TimeoutError:  # a cluster still electing, or creating the streams of other routers
+                if time.monotonic() > deadline:
+                    raise ServeError(nats_refusal(url, TimeoutError("no JetStream answer in 30 s"),
+                                                  "NATS refused reflow serve")) from None
+                await asyncio.sleep(1)
+            except nats.errors.Error as exc:  # e.g. JetStream not enabled
+                raise ServeError(nats_refusal(url, exc, "NATS refused reflow serve")) from None
         if published:
             raise ServeError(
                 f"{STREAM} already holds messages up to store position {published}, but this store is new: "

@@ -252,10 +252,11 @@ def _order(app: Any, platform: str, shop: str, order: str) -> tuple[Any, str]:
 
 def _publish(ctx: typer.Context, app: Any, messages: list[tuple[str, bytes]], wait: float) -> bool:
     """Publish, wait until serve stored them (the store's REFLOW_IN position); True once applied."""
+    from adapters.batches import applied_through
     from adapters.operator_publish import NotApplied, send
 
     try:
-        sent = send(ctx.obj.nats_url, messages, wait=wait, applied=lambda source, seq: app.position(source) >= seq)
+        sent = send(ctx.obj.nats_url, messages, wait=wait, applied=lambda source, seq: applied_through(app, source) >= seq)
     except NotApplied as late:
         fail(str(late), code=3)
     for s in sent:

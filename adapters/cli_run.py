@@ -38,9 +38,8 @@ def serve(
 ) -> None:
     """Consume REFLOW_IN, route, publish REFLOW_OUT, keep projections current, until SIGTERM/SIGINT."""
     from adapters.cli_guard import Debris, check_serve
-    from adapters.serve import serve as run_serve
-
     from adapters.partitions import lane_name
+    from adapters.serve import serve as run_serve
 
     if clock not in ("wall", "messages"):
         raise ValueError(f"--clock: must be wall or messages, got {clock!r}")
@@ -75,6 +74,10 @@ def demo(
         None, "--data-dir", metavar="DIR",
         help="A new or empty directory for the store, the DuckDB file and the broker "
              "(default: a new temporary directory, kept for you to explore)."),
+    routers: int = typer.Option(
+        0, "--routers", min=0, max=8, metavar="N",
+        help="Run the day through N routers (reflow serve --partitions N, one process each) on a "
+             "three-node NATS cluster on loopback; needs --store postgresql://... (0: one serve)."),
 ) -> None:
     """The whole system on a generated day of a dropshipping merchant, ending with a report.
 
@@ -93,10 +96,12 @@ def demo(
         data_dir = settings.data_dir
     store = settings.store if given(ctx, "store") else None
     duckdb = settings.duckdb if given(ctx, "duckdb") else None
+    if routers and not (store or "").lower().startswith(("postgresql:", "postgres:")):
+        raise ValueError("--routers: the routers share one PostgreSQL store; give --store postgresql://...")
     check_demo(data_dir, store, duckdb)  # each refusal names its option, before anything is made
     made = () if data_dir is not None else (data_dir := Path(tempfile.mkdtemp(prefix="reflow-demo-")),)
     debris = Debris(Settings(store=store, duckdb=duckdb, data_dir=data_dir), data_dir / "nats",
                     data_dir / "nats-server.log", made=made)
     with debris.removed_if_refused():  # refused before its store held an event: nothing left behind
         run_demo(seed=seed, orders=QUICK_ORDERS if quick else orders, data_dir=data_dir, store=store,
-                 duckdb_path=duckdb)
+                 duckdb_path=duckdb, routers=routers)

@@ -23,6 +23,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.batches import IN_STREAM
+from adapters.partitions import (
+    GENERAL,
+    SHOP_SCOPED,
+    consumer_name,
+    lane_source,
+    partitions_of,
+    plain_subject,
+    shop_subject,
+)
 
 DLQ_STREAM = "REFLOW_DLQ"
 CONSUMER = "reflow"
@@ -40,6 +49,10 @@ class Sent:
     applied: bool = False
     error: str | None = None
     """``Reflow-Error`` of its dead letter: serve refused it."""
+    stored: str = ""
+    """The subject REFLOW_IN stored it under (a partitioned stream appends the shop's partition)."""
+    lane: str = ""
+    """The lane of a partitioned REFLOW_IN that applies it ("" when the stream is not partitioned)."""
 
     def line(self) -> str:
         return f"{self.subject} (REFLOW_IN seq {self.seq}, Nats-Msg-Id {self.msg_id})"
@@ -77,13 +90,14 @@ async def _send(url: str, messages: list[tuple[str, bytes]], wait: float, applie
     from nats.js.errors import NoStreamResponseError, NotFoundError
 
     from adapters.bootstrap import nats_label, nats_refusal
+    from adapters.broker import servers
     from adapters.serve import source_name
 
     async def quiet(exc: Exception) -> None:  # nats-py would print a traceback per retry
         pass
 
     try:
-        nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=2, reconnect_time_wait=0.5,
+        nc = await nats.connect(servers(url), connect_timeout=2, max_reconnect_attempts=2, reconnect_time_wait=0.5,
                                 error_cb=quiet)
     except Exception as exc:  # noqa: BLE001 - any failure to connect is one line
         raise ConnectionError(nats_refusal(url, exc)) from None
@@ -94,25 +108,36 @@ async def _send(url: str, messages: list[tuple[str, bytes]], wait: float, applie
         except NotFoundError:
             raise ConnectionError(f"{nats_label(url)}: no stream {IN_STREAM} there: reflow serve creates it when "
                                   "it first starts; nothing published") from None
+        partitioned = partitions_of((await js.stream_info(IN_STREAM)).config)
         source = await source_name(js)
         dlq_from = await _last_seq(js, DLQ_STREAM)
         sent = []
         for subject, data in messages:
+            if partitioned:  # a shop's message in the shop form: applied in order with the shop's others
+                subject = _shop_form(subject, data)
             msg_id = new_msg_id()
             try:
                 ack = await js.publish(subject, data, headers={"Nats-Msg-Id": msg_id}, timeout=5)
             except NoStreamResponseError:
                 raise ConnectionError(f"{nats_label(url)}: no stream took {subject}") from None
-            sent.append(Sent(subject, msg_id, ack.seq))
+            one = Sent(subject, msg_id, ack.seq, stored=subject)
+            if partitioned:
+                one.stored = (await js.get_msg(IN_STREAM, seq=ack.seq)).subject or subject
+                one.lane = f"p{one.stored.rsplit('.', 1)[1]}" if plain_subject(one.stored)[1] else GENERAL
+            sent.append(one)
         if wait <= 0 or not sent:
             return sent
         started = time.monotonic()
-        last = max(s.seq for s in sent)
-        while not await _applied(js, source, last, applied):
-            if time.monotonic() - started > wait:
-                raise NotApplied(sent, wait)
-            await asyncio.sleep(0.1)
-        errors = await _dead_letters(js, dlq_from, {s.subject for s in sent}, {f"dlq-{s.msg_id}" for s in sent})
+        last: dict[str, int] = {}
+        for one in sent:
+            last[one.lane] = max(last.get(one.lane, 0), one.seq)
+        for lane, seq in last.items():
+            while not await _applied(js, lane_source(source, lane) if lane else source, seq, applied,
+                                     consumer_name(lane) if lane else CONSUMER):
+                if time.monotonic() - started > wait:
+                    raise NotApplied(sent, wait)
+                await asyncio.sleep(0.1)
+        errors = await _dead_letters(js, dlq_from, {s.stored for s in sent}, {f"dlq-{s.msg_id}" for s in sent})
         for s in sent:
             s.applied = True
             s.error = errors.get(f"dlq-{s.msg_id}")
@@ -124,13 +149,28 @@ async def _send(url: str, messages: list[tuple[str, bytes]], wait: float, applie
             await nc.close()
 
 
-async def _applied(js: Any, source: str, seq: int, applied: Applied | None) -> bool:
+def _shop_form(subject: str, data: bytes) -> str:
+    """``subject`` with the message's platform and shop, if it is a shop's message that names them."""
+    if subject not in SHOP_SCOPED:
+        return subject
+    try:
+        fields = json.loads(data)
+    except ValueError:
+        return subject  # serve dead-letters it, naming what is wrong
+    platform, shop = (fields.get("platform"), fields.get("shop_id")) if isinstance(fields, dict) else (None, None)
+    if isinstance(platform, str) and isinstance(shop, str) and platform and shop and \
+            not set(platform + shop) & set(".*> \t\r\n"):
+        return shop_subject(subject, platform, shop)
+    return subject
+
+
+async def _applied(js: Any, source: str, seq: int, applied: Applied | None, consumer: str = CONSUMER) -> bool:
     if applied is not None:
         return await asyncio.to_thread(applied, source, seq)
     from nats.js.errors import NotFoundError
 
     try:
-        info = await js.consumer_info(IN_STREAM, CONSUMER)
+        info = await js.consumer_info(IN_STREAM, consumer)
     except NotFoundError:
         return False
     return info.ack_floor.stream_seq >= seq

@@ -38,7 +38,14 @@ from adapters.leases import Leases
 from adapters.messages import one_line
 from adapters.outbounding import Outbound
 from adapters.partitions import (
-    GENERAL, STREAM_SUBJECTS, consumer_config, consumer_name, lane_source, lanes, partitions_of, stream_config,
+    GENERAL,
+    STREAM_SUBJECTS,
+    consumer_config,
+    consumer_name,
+    lane_source,
+    lanes,
+    partitions_of,
+    stream_config,
     transform,
 )
 from adapters.projecting import ProjectionRunFailed, Projections, ProjectionsFailed
@@ -73,14 +80,20 @@ class Router(Server):
     def published(self) -> int:
         return self._published + (self.outbound.published if self.outbound is not None else 0)
 
+    SETUP_SECONDS = 60.0
+
     async def run(self, on_ready: Callable[[], None] | None = None) -> None:
         try:
-            await self._ensure_stream()
-            for lane in lanes(self.partitions):
-                await self.js.add_consumer(IN_STREAM, consumer_config(lane, self.batch, self.ack_wait))
-            self.source = await source_name(self.js)
-            await self._check_outbound_belongs_here()
-            await self.leases.open()
+            deadline = time.monotonic() + self.SETUP_SECONDS
+            while True:  # routers starting together on a new cluster: its JetStream API may time out at first
+                try:
+                    await self._setup()
+                    break
+                except nats.errors.Error as exc:
+                    if time.monotonic() > deadline:
+                        raise
+                    log.warning("NATS not ready for the routers yet (%s); retrying", one_line(str(exc) or type(exc).__name__))
+                    await self._sleep(1.0)
         except BaseException:
             for pool in (self.engine, self.reader):
                 pool.shutdown(wait=False)
@@ -102,6 +115,14 @@ class Router(Server):
                 await self.leases.release(name)
             for pool in (self.engine, self.reader):
                 pool.shutdown(wait=True)
+
+    async def _setup(self) -> None:
+        await self._ensure_stream()
+        for lane in lanes(self.partitions):
+            await self.js.add_consumer(IN_STREAM, consumer_config(lane, self.batch, self.ack_wait))
+        self.source = await source_name(self.js)
+        await self._check_outbound_belongs_here()
+        await self.leases.open()
 
     async def _ensure_stream(self) -> None:
         """A partitioned REFLOW_IN (made here if missing), REFLOW_OUT and REFLOW_DLQ."""
@@ -130,7 +151,15 @@ class Router(Server):
     # -- leases ---------------------------------------------------------------------------------
 
     async def _keep(self) -> None:
-        """One round: renew, let go of what was lost or asked for, take what is free."""
+        """One round: renew, let go of what was lost or asked for, take what is free. NATS away or
+        slow (a node lost, a leader elected): the next round tries again; what is held stays held
+        until its lease would have run out (``Leases.holds``)."""
+        try:
+            await self._keep_round()
+        except nats.errors.Error as exc:
+            log.warning("leases: %s; trying again", one_line(str(exc) or type(exc).__name__))
+
+    async def _keep_round(self) -> None:
         for name in await self.leases.renew():
             log.warning("lease %s lost (taken over, or NATS away for %.0f s)", name, self.leases.ttl)
         for lane in lanes(self.partitions):
@@ -205,6 +234,8 @@ class Router(Server):
                 except Exception as exc:  # noqa: BLE001 - NATS away: keep trying
                     log.warning("lane %s: fetch failed (%s); retrying", lane, one_line(str(exc) or type(exc).__name__))
                     await self._sleep(0.5)
+                    continue
+                if not msgs:
                     continue
                 if not self._keeps(lane, source):  # lost meanwhile: hand the batch to the next holder
                     for m in msgs:

@@ -53,8 +53,8 @@ from adapters.broker import (  # noqa: F401  (re-exported)
 from adapters.inbound import ALREADY_APPLIED, Outcome
 from adapters.messages import one_line
 from adapters.outbound import Publisher
-from adapters.partitions import partitions_of
 from adapters.outbounding import Outbound, OutboundFailed
+from adapters.partitions import partitions_of
 from adapters.projecting import ProjectionRunFailed, Projections, ProjectionsFailed
 from engine.app import Reflow
 from engine.commands import PassTime

@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import getpass
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -140,6 +141,27 @@ def _postgres_env(url: str) -> dict[str, str]:
         if value:
             env[env_key] = value
     return env
+
+
+@contextlib.contextmanager
+def creating(env: dict[str, str]) -> Iterator[None]:
+    """Around eventsourcing's ``CREATE ... IF NOT EXISTS`` of a PostgreSQL store: one process at a
+    time (a transaction-free advisory lock), so routers started together do not fail on
+    PostgreSQL's "tuple concurrently updated" when they create the same tables and functions."""
+    if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
+        yield
+        return
+    import psycopg
+
+    with psycopg.connect(dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
+                         user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"],
+                         connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT", "10")), autocommit=True) as conn:
+        key = f"reflow store {env.get('POSTGRES_SCHEMA') or 'public'}"
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
 
 
 def ensure_store(env: dict[str, str]) -> None:

@@ -15,13 +15,20 @@ from typing import Any
 from adapters.demo.day import DemoDay
 from adapters.demo.report import Report
 from adapters.demo.wire import Applied, Message, encode
+from adapters.partitions import SHOP_SCOPED, shop_subject
 
 
 class DemoError(ValueError):
     """The demo cannot run as asked (one line)."""
 
 
-async def run_stages(plan: DemoDay, settings: Any, app: Any, report: Report, console: Any, batch: int) -> None:
+async def run_stages(plan: DemoDay, settings: Any, app: Any, report: Report, console: Any, batch: int,
+                     routers: Any = None) -> None:
+    """The stages through ``reflow serve`` in this process, or through ``routers``
+    (adapters/routerprocs.py: ``reflow demo --routers N``), each a process of its own."""
+    if routers is not None:
+        await _through_routers(plan, settings, app, report, console, routers)
+        return
     from adapters.serve import serve
 
     stop = asyncio.Event()
@@ -49,20 +56,45 @@ async def run_stages(plan: DemoDay, settings: Any, app: Any, report: Report, con
         await asyncio.wait_for(task, timeout=120)
 
 
+async def _through_routers(plan: DemoDay, settings: Any, app: Any, report: Report, console: Any,
+                           routers: Any) -> None:
+    routers.start()
+    try:
+        async with _Producer(settings.nats_url, app, None, routers) as producer, _Steps(console) as steps:
+            try:
+                await routers.ready(producer.js, timeout=120)
+            except Exception as exc:  # noqa: BLE001 - a router that cannot start says why in its log
+                raise DemoError(f"the routers did not start: {exc}") from None
+            console.print(f"{routers.count} routers on {routers.partitions} partitions, leases held: "
+                          f"logs in {routers.log_dir}", highlight=False, soft_wrap=True)
+
+            async def stage(title: str, messages: list[Message]) -> Applied:
+                return await producer.stage(steps, title, messages, report)
+
+            await plan.play(stage)
+            steps.done()
+            report.dead_letters = await producer.dead_letters()
+    finally:
+        codes = await asyncio.to_thread(routers.stop)
+        if any(c not in (0, None) for c in codes):
+            console.print(f"[yellow]routers exited {codes}; logs in {routers.log_dir}[/]", highlight=False)
+
+
 class _Producer:
     """Publishes like a producer (JSON, Nats-Msg-Id) and watches serve's progress through NATS."""
 
-    def __init__(self, url: str, app: Any, serving: asyncio.Task) -> None:
-        self.url, self.app, self.serving = url, app, serving
+    def __init__(self, url: str, app: Any, serving: asyncio.Task | None, routers: Any = None) -> None:
+        self.url, self.app, self.serving, self.routers = url, app, serving, routers
         self.out_seq = 0  # last REFLOW_OUT message read
         self.scanned = 0  # event-store position scanned for outbound events
 
     async def __aenter__(self) -> _Producer:
         import nats
 
+        from adapters.broker import servers
         from adapters.outbound import Publisher
 
-        self.nc = await nats.connect(self.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        self.nc = await nats.connect(servers(self.url), max_reconnect_attempts=-1, reconnect_time_wait=0.2)
         self.js = self.nc.jetstream()
         self.publisher = Publisher(self.app, self.js)
         return self
@@ -79,7 +111,7 @@ class _Producer:
         base = (await self.js.stream_info(IN_STREAM)).state.last_seq
         step = steps.start(title, len(messages))
         for chunk in range(0, len(messages), 1000):
-            futures = [await self.js.publish_async(f"reflow.in.{x.subject}", encode(x.body),
+            futures = [await self.js.publish_async(self._subject(x), encode(x.body),
                                                    headers={"Nats-Msg-Id": x.msg_id})
                        for x in messages[chunk:chunk + 1000]]
             await asyncio.gather(*futures)
@@ -88,10 +120,16 @@ class _Producer:
         deadline = time.monotonic() + 120 + len(messages) / 50
         while True:
             self._check_serving()
-            info = await self.js.consumer_info(IN_STREAM, CONSUMER)
-            steps.update(step, max(0, info.ack_floor.stream_seq - base))
-            if info.ack_floor.stream_seq >= target and not info.num_ack_pending:
-                break
+            if self.routers is not None:  # every lane's consumer has applied all it holds
+                pending = await self.routers.pending(self.js)
+                steps.update(step, max(0, len(messages) - pending))
+                if not pending:
+                    break
+            else:
+                info = await self.js.consumer_info(IN_STREAM, CONSUMER)
+                steps.update(step, max(0, info.ack_floor.stream_seq - base))
+                if info.ack_floor.stream_seq >= target and not info.num_ack_pending:
+                    break
             if time.monotonic() > deadline:
                 raise DemoError(f"reflow serve did not apply the stage '{title}' in time")
             await asyncio.sleep(0.02)
@@ -105,8 +143,21 @@ class _Producer:
             report.stages.append((title, len(messages), elapsed))
         return applied
 
+    def _subject(self, x: Message) -> str:
+        """The contract's subject; to routers, a shop's message in the shop form (its shop's lane)."""
+        subject = f"reflow.in.{x.subject}"
+        if self.routers is not None and subject in SHOP_SCOPED:
+            return shop_subject(subject, x.body["platform"], x.body["shop_id"])
+        return subject
+
     def _check_serving(self) -> None:
-        if self.serving.done():
+        if self.routers is not None:
+            try:
+                self.routers.check()
+            except Exception as exc:  # noqa: BLE001 - one line: which router, and its log
+                raise DemoError(str(exc)) from None
+            return
+        if self.serving is not None and self.serving.done():
             self.serving.result()
             raise DemoError("reflow serve stopped unexpectedly")
 

@@ -21,8 +21,10 @@ UTC = UTC
 
 def run_demo(*, seed: int = DEFAULT_SEED, orders: int = DEFAULT_ORDERS, data_dir: Path | None = None,
              store: str | None = None, duckdb_path: Path | None = None, day: date | None = None,
-             console: Any = None, batch: int = 256) -> Report:
-    """Run the whole demo and print its report; returns the report as data."""
+             console: Any = None, batch: int = 256, routers: int = 0) -> Report:
+    """Run the whole demo and print its report; returns the report as data. ``routers``: that many
+    ``reflow serve --partitions`` processes on a three-node NATS cluster instead of one serve
+    (issue 18; the store must be PostgreSQL)."""
     from rich.console import Console
 
     from adapters.bootstrap import Settings, open_app
@@ -55,9 +57,19 @@ def run_demo(*, seed: int = DEFAULT_SEED, orders: int = DEFAULT_ORDERS, data_dir
         console.print(f"data: {data_dir}", highlight=False, soft_wrap=True)
         report = Report(day=plan.day, data_dir=data_dir, duckdb_path=settings.duckdb_path)
         nats_dir = data_dir / "nats"
-        with NatsServer(store_dir=nats_dir, log_file=data_dir / "nats-server.log") as server:
-            settings = Settings(store=store, duckdb=duckdb_path, nats_url=server.url, data_dir=data_dir)
-            asyncio.run(run_stages(plan, settings, app, report, console, batch))
+        if routers:
+            from adapters.natscluster import NatsCluster
+            from adapters.routerprocs import Routers
+
+            console.print("starting a NATS cluster of 3 nodes on loopback ...", highlight=False)
+            with NatsCluster(3, nats_dir) as cluster:
+                settings = Settings(store=store, duckdb=duckdb_path, nats_url=cluster.url, data_dir=data_dir)
+                group = Routers(routers, settings, data_dir / "logs", replicas=3, batch=batch, clock="messages")
+                asyncio.run(run_stages(plan, settings, app, report, console, batch, routers=group))
+        else:
+            with NatsServer(store_dir=nats_dir, log_file=data_dir / "nats-server.log") as server:
+                settings = Settings(store=store, duckdb=duckdb_path, nats_url=server.url, data_dir=data_dir)
+                asyncio.run(run_stages(plan, settings, app, report, console, batch))
         shutil.rmtree(nats_dir, ignore_errors=True)
         finish(plan, app, settings, report, console)
     finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.batches import Fenced, apply_batch, applied_through, take_lane
+from adapters.batches import Fenced, applied_through, apply_batch, take_lane
 from adapters.bootstrap import Settings, open_app
 from adapters.serve import ServeError
 from tests.adapters.natsworld import SHOP, catalog, client, example, order_body, run, running, single_link

@@ -138,6 +138,7 @@ class Workload:
     stock: int = STOCK
     fates: tuple[str, ...] = tuple(f for f, _ in FATES)
     losses: bool = True  # refund fate: sometimes the supplier ships anyway (I7)
+    shops: tuple[tuple[str, str], ...] = tuple(SHOPS)
     orders: list[Order] = field(default_factory=list)
     catalog: list[Message] = field(default_factory=list)
     flow: list[Message] = field(default_factory=list)
@@ -186,16 +187,16 @@ class Workload:
             out.append(Message("supplier.price", {"supplier_id": s, "supplier_sku_id": sku, "price": "3.20",
                                                   "effective_from": iso(T0 - timedelta(days=30))},
                                f"cat-price-{oid}"))
-        for platform, shop_id in SHOPS:
+        for platform, shop_id in self.shops:
             out.append(Message("link.set", {
                 "platform": platform, "shop_id": shop_id, "product_id": BUNDLE, "mode": "multi",
                 "skus": [{"sku_id": "K1", "alternatives": [{"components": [
                     {"supplier_id": s, "offer_id": oid, "supplier_sku_id": sku, "qty": 1}
-                    for s, oid, sku in BUNDLE_PARTS]}]}]}, f"cat-link-{platform}-{BUNDLE}"))
+                    for s, oid, sku in BUNDLE_PARTS]}]}]}, f"cat-link-{platform}-{shop_id}-{BUNDLE}"))
         for i, p in enumerate(PRODUCTS):
             backup_supplier = SUPPLIERS[(i + 1) % len(SUPPLIERS)]
             backup_product = PRODUCTS[(i + 1) % len(PRODUCTS)]
-            for platform, shop_id in SHOPS:
+            for platform, shop_id in self.shops:
                 out.append(Message("link.set", {
                     "platform": platform, "shop_id": shop_id, "product_id": p, "mode": "multi",
                     "skus": [{"sku_id": "K1", "alternatives": [
@@ -204,7 +205,7 @@ class Workload:
                         {"priority": 2, "components": [{"supplier_id": backup_supplier,
                                                         "offer_id": f"o-{backup_product}",
                                                         "supplier_sku_id": sku_of(backup_product), "qty": 1}]},
-                    ]}]}, f"cat-link-{platform}-{p}"))
+                    ]}]}, f"cat-link-{platform}-{shop_id}-{p}"))
         return out
 
     # -- orders -----------------------------------------------------------------------------
@@ -220,7 +221,7 @@ class Workload:
         return f"Zq{rng.getrandbits(32):08x}"
 
     def _order(self, rng: random.Random, n: int, fate: str) -> Order:
-        shop = SHOPS[n % len(SHOPS)]
+        shop = self.shops[n % len(self.shops)]
         first = rng.randrange(len(PRODUCTS))
         lines = [(f"{n}-1", PRODUCTS[first], rng.randint(1, 3))]
         if fate == "bundle":  # the bundle, and a plain line from sup-b that is refunded
