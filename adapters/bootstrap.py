@@ -105,7 +105,7 @@ def open_app(settings: Settings) -> Reflow:
     (``adapters.storekey``: where the key is found, the fingerprint the store keeps). Refusals are
     one line (``StoreError``), having changed nothing. The key goes in as ``REFLOW_CIPHER_KEY``,
     never as ``CIPHER_KEY``: the latter would make eventsourcing encrypt every stored event whole."""
-    from adapters.store import creating
+    from adapters.store import WriteLock, creating
     from adapters.storekey import encrypted_whole, find_key, fingerprint, label, mismatch, probe, record
 
     where = label(settings.store, settings.data_dir)
@@ -126,6 +126,8 @@ def open_app(settings: Settings) -> Reflow:
         env["CIPHER_KEY"] = key
     with creating(env):  # several routers starting at once on one PostgreSQL store
         app = Reflow(env)
+        if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
+            app.exclusive = WriteLock(env)
         if settings.create_store and state.fingerprint is None:  # a new store, or one from before fingerprints
             try:
                 if record(env, where, settings.store, fp, whole) != fp:

@@ -55,6 +55,9 @@ from engine.app import Reflow
 log = logging.getLogger("reflow.serve")
 
 ROLES = ("publisher", "projections")
+WAKE = "reflow.wake.outbound"
+"""A core NATS subject (no stream): a router that stored a batch says so, and the router holding
+the publisher publishes at once instead of at its next round."""
 
 
 class Router(Server):
@@ -243,6 +246,8 @@ class Router(Server):
                             await m.nak()
                     break
                 ok = await self._process(msgs, source, epoch)
+                with contextlib.suppress(Exception):
+                    await self.nc.publish(WAKE, b"")
                 backoff = 0.0 if ok else min(max(backoff * 2, 0.5), 10.0)
                 if ok and lane == GENERAL:
                     await self._tick(received_at(msgs[-1]) if msgs and msgs[-1].metadata.num_pending else None)
@@ -264,7 +269,9 @@ class Router(Server):
         """REFLOW_OUT's publisher, while this router holds ``role.publisher``."""
         loop = asyncio.get_running_loop()
         out = Outbound(self.settings) if self.settings is not None else None
+        woken = None
         try:
+            woken = await self.nc.subscribe(WAKE, cb=self._woken)
             if out is not None:
                 await loop.run_in_executor(self.reader, out.start)
                 self.outbound = out
@@ -293,8 +300,14 @@ class Router(Server):
                 log.warning("outbound not fully published (%s); the next publisher resumes", one_line(str(exc)))
             if out is not None:
                 self._published += out.published
+            if woken is not None:
+                with contextlib.suppress(Exception):
+                    await woken.unsubscribe()
             self.outbound = None
             await self.leases.release("role.publisher")
+
+    async def _woken(self, msg: object) -> None:
+        self.wake.set()
 
     async def _projections(self) -> None:
         """The analysts' file, while this router holds ``role.projections``."""

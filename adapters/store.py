@@ -164,6 +164,49 @@ def creating(env: dict[str, str]) -> Iterator[None]:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
 
 
+class WriteLock:
+    """The PostgreSQL store's write lock (``Reflow.exclusive``): a session-level advisory lock on a
+    connection of its own, taken around a write that retries after a concurrent one. Every process
+    writing the same schema takes the same lock, so contending routers take turns. Reconnects
+    when the connection was lost (PostgreSQL restarted)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.key = f"reflow write {env.get('POSTGRES_SCHEMA') or 'public'}"
+        self.conn: Any = None
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        env = self.env
+        return psycopg.connect(dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
+                               user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"],
+                               connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT", "10")), autocommit=True)
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.conn = self._connect()
+        try:
+            self.conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [self.key])
+        except Exception:
+            self.close()
+            raise
+        try:
+            yield
+        finally:
+            try:
+                self.conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [self.key])
+            except Exception:  # noqa: BLE001 - the session is gone, and its lock with it
+                self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.conn is not None:
+                self.conn.close()
+        self.conn = None
+
+
 def ensure_store(env: dict[str, str]) -> None:
     """Create what the store needs beyond what eventsourcing creates itself.
 

@@ -58,6 +58,7 @@ class Reflow(Conveniences, Application):
         "AGGREGATE_CACHE_MAXSIZE": "20000",
     }
     RETRIES = 30
+    CONTENDED_SECONDS = 5.0
 
     def __init__(self, env: dict[str, str] | None = None, *, default_merchant: str = "default") -> None:
         env = dict(env or {})
@@ -76,6 +77,19 @@ class Reflow(Conveniences, Application):
         self._writing = threading.RLock()
         """One unit of work at a time per application: units change cached aggregates in place
         (`_owned`). Other applications and processes still write concurrently (RT7 retries)."""
+        self.exclusive: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+        """Held around a retry after a concurrent write: the store's lock shared by every process
+        writing it (adapters.store.WriteLock on PostgreSQL), so a batch that lost once runs again
+        alone, and several routers sharing a hot aggregate (one best-selling offer) take turns
+        instead of undoing each other's work until the retries run out. After a conflict, the
+        first attempts take it too for `CONTENDED_SECONDS`: while routers contend, they take turns."""
+        self._contended_until = 0.0
+
+    def close(self) -> None:
+        closing = getattr(self.exclusive, "close", None)
+        if closing is not None:
+            closing()
+        super().close()
 
     # -- running commands -------------------------------------------------------------------
 
@@ -181,27 +195,30 @@ class Reflow(Conveniences, Application):
                 if attempt:
                     time.sleep(random.uniform(0, 0.002 * attempt))  # jitter: let the other writer finish
                     absent = set()
-                uow = self.unit_of_work(absent)
-                try:
-                    results = each(uow)
-                except BaseException:
-                    uow.discard()
-                    raise
-                if not store:
-                    uow.discard()
+                alone = attempt or time.monotonic() < self._contended_until
+                with self.exclusive() if alone else contextlib.nullcontext():
+                    uow = self.unit_of_work(absent)
+                    try:
+                        results = each(uow)
+                    except BaseException:
+                        uow.discard()
+                        raise
+                    if not store:
+                        uow.discard()
+                        return results
+                    changed = uow.changed()
+                    try:
+                        self._store(uow, position)
+                    except IntegrityError:
+                        self._forget(changed)
+                        if position is not None and self.position(position[0]) >= position[1]:
+                            raise Conflict(f"{position[0]} position {position[1]} was stored already") from None
+                        self._contended_until = time.monotonic() + self.CONTENDED_SECONDS
+                        continue
+                    except BaseException:
+                        self._forget(changed)
+                        raise
                     return results
-                changed = uow.changed()
-                try:
-                    self._store(uow, position)
-                except IntegrityError:
-                    self._forget(changed)
-                    if position is not None and self.position(position[0]) >= position[1]:
-                        raise Conflict(f"{position[0]} position {position[1]} was stored already") from None
-                    continue
-                except BaseException:
-                    self._forget(changed)
-                    raise
-                return results
         raise Conflict("the same aggregates kept changing concurrently; try again")
 
     def _store(self, uow: UnitOfWork, position: Position | None = None) -> None:

@@ -108,31 +108,32 @@ class _Producer:
         from adapters.serve import CONSUMER, IN_STREAM
 
         started = time.monotonic()
-        base = (await self.js.stream_info(IN_STREAM)).state.last_seq
+        base = (await _again(self.js.stream_info, IN_STREAM)).state.last_seq
         step = steps.start(title, len(messages))
-        for chunk in range(0, len(messages), 1000):
-            futures = [await self.js.publish_async(self._subject(x), encode(x.body),
-                                                   headers={"Nats-Msg-Id": x.msg_id})
-                       for x in messages[chunk:chunk + 1000]]
-            await asyncio.gather(*futures)
-        report.published += len(messages)
-        target = base + len(messages)
         deadline = time.monotonic() + 120 + len(messages) / 50
-        while True:
-            self._check_serving()
-            if self.routers is not None:  # every lane's consumer has applied all it holds
-                pending = await self.routers.pending(self.js)
-                steps.update(step, max(0, len(messages) - pending))
-                if not pending:
-                    break
-            else:
-                info = await self.js.consumer_info(IN_STREAM, CONSUMER)
-                steps.update(step, max(0, info.ack_floor.stream_seq - base))
-                if info.ack_floor.stream_seq >= target and not info.num_ack_pending:
-                    break
-            if time.monotonic() > deadline:
-                raise DemoError(f"reflow serve did not apply the stage '{title}' in time")
-            await asyncio.sleep(0.02)
+        if self.routers is None:
+            await self._publish(messages)
+        done = 0
+        for run in self._runs(messages):
+            if self.routers is not None:  # one run of one side at a time (see _runs)
+                await self._publish(run)
+            done += len(run)
+            while True:
+                self._check_serving()
+                if self.routers is not None:  # every lane's consumer has applied all it holds
+                    pending = await _again(self.routers.pending, self.js)
+                    steps.update(step, max(0, done - pending))
+                    if not pending:
+                        break
+                else:
+                    info = await self.js.consumer_info(IN_STREAM, CONSUMER)
+                    steps.update(step, max(0, info.ack_floor.stream_seq - base))
+                    if info.ack_floor.stream_seq >= base + len(messages) and not info.num_ack_pending:
+                        break
+                if time.monotonic() > deadline:
+                    raise DemoError(f"reflow serve did not apply the stage '{title}' in time")
+                await asyncio.sleep(0.02)
+        report.published += len(messages)
         applied = Applied(out=await self.outbound(), last_at=await self.last_stored_at())
         elapsed = time.monotonic() - started
         steps.finish(step, title, len(messages), elapsed)
@@ -142,6 +143,30 @@ class _Producer:
         else:
             report.stages.append((title, len(messages), elapsed))
         return applied
+
+    async def _publish(self, messages: list[Message]) -> None:
+        for chunk in range(0, len(messages), 1000):
+            await _again(self._publish_chunk, messages[chunk:chunk + 1000])
+
+    async def _publish_chunk(self, chunk: list[Message]) -> None:
+        futures = [await self.js.publish_async(self._subject(x), encode(x.body), headers={"Nats-Msg-Id": x.msg_id})
+                   for x in chunk]
+        await asyncio.gather(*futures)
+
+    def _runs(self, messages: list[Message]) -> list[list[Message]]:
+        """One serve applies a stage in its order: one run. Routers apply the shops' lanes and the
+        general lane side by side, so a stage goes as runs of consecutive messages of one side,
+        each applied before the next is published: a link after the offer it names, as a
+        merchant links only what a supplier has published (README "Scaling out")."""
+        if self.routers is None:
+            return [messages]
+        runs: list[list[Message]] = []
+        for x in messages:
+            scoped = f"reflow.in.{x.subject}" in SHOP_SCOPED
+            if not runs or (f"reflow.in.{runs[-1][0].subject}" in SHOP_SCOPED) != scoped:
+                runs.append([])
+            runs[-1].append(x)
+        return runs
 
     def _subject(self, x: Message) -> str:
         """The contract's subject; to routers, a shop's message in the shop form (its shop's lane)."""
@@ -165,12 +190,12 @@ class _Producer:
         """Wait until serve published everything the store holds so far; the new REFLOW_OUT messages."""
         target = await asyncio.to_thread(self._last_outbound_event)
         deadline = time.monotonic() + 120
-        while await self.publisher.resume_position() < target:
+        while await _again(self.publisher.resume_position) < target:
             self._check_serving()
             if time.monotonic() > deadline:
                 raise DemoError("reflow serve did not publish its outbound messages in time")
             await asyncio.sleep(0.02)
-        msgs = await _read(self.js, "REFLOW_OUT", self.out_seq + 1)
+        msgs = await _again(_read, self.js, "REFLOW_OUT", self.out_seq + 1)
         if msgs:
             self.out_seq = msgs[-1].metadata.sequence.stream
         return [(m.subject, json.loads(m.data)) for m in msgs]
@@ -180,8 +205,8 @@ class _Producer:
         time of the messages that carry none of their own)."""
         from adapters.serve import IN_STREAM, received_at
 
-        last = (await self.js.stream_info(IN_STREAM)).state.last_seq
-        return received_at((await _read(self.js, IN_STREAM, last))[-1])
+        last = (await _again(self.js.stream_info, IN_STREAM)).state.last_seq
+        return received_at((await _again(_read, self.js, IN_STREAM, last))[-1])
 
     def _last_outbound_event(self) -> int:
         from adapters.outbound import TOPICS
@@ -197,7 +222,23 @@ class _Producer:
 
     async def dead_letters(self) -> list[tuple[str, str]]:
         return [((m.headers or {}).get("Reflow-Subject", m.subject), (m.headers or {}).get("Reflow-Error", ""))
-                for m in await _read(self.js, "REFLOW_DLQ", 1)]
+                for m in await _again(_read, self.js, "REFLOW_DLQ", 1)]
+
+
+async def _again(fn: Any, *args: Any) -> Any:
+    """``fn(*args)``, again for up to 30 s while NATS answers "no responders" or times out: a NATS
+    cluster moving a stream's leader (a node lost) answers so for a moment. A publish repeated
+    is the same message (its Nats-Msg-Id)."""
+    import nats
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return await fn(*args)
+        except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def _read(js: Any, stream: str, start_seq: int) -> list[Any]:

@@ -4,6 +4,7 @@ the lane's epoch, and the shop form of the contract's subjects (adapters/partiti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +13,19 @@ import pytest
 from adapters.batches import Fenced, applied_through, apply_batch, take_lane
 from adapters.bootstrap import Settings, open_app
 from adapters.serve import ServeError
-from tests.adapters.natsworld import SHOP, catalog, client, example, order_body, run, running, single_link
+from tests.adapters.natsworld import (
+    OFFER,
+    SHOP,
+    SSKU,
+    SUPPLIER,
+    catalog,
+    client,
+    example,
+    order_body,
+    run,
+    running,
+    single_link,
+)
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(180)]
 
@@ -152,3 +165,54 @@ def _json(body: dict) -> bytes:
     import json
 
     return json.dumps(body, ensure_ascii=False).encode()
+
+
+def test_rt7_a_batch_that_lost_to_another_router_runs_again_alone_under_the_store_lock(nats_server, pg_store, tmp_path):
+    """Two routers on one PostgreSQL store selling one offer: a batch whose write lost to the other
+    router's runs again holding the store's write lock (every writer of the schema takes the same
+    one), and so do this router's next batches while it sees contention: the two take turns
+    instead of undoing each other's work until the retries run out. Neither oversells (RT7)."""
+    import psycopg
+
+    from adapters.inbound import command
+    from adapters.messages import decode
+
+    s = settings(nats_server, pg_store, tmp_path)
+    a, b = open_app(s), open_app(s)
+    try:
+        at = datetime.now(UTC)
+        for subject, body in catalog(stock=5):
+            assert apply_batch(a, [(f"reflow.in.{subject}", _json(body), at)])[1] is None
+        lock = a.exclusive
+        held: list[bool] = []
+
+        @contextlib.contextmanager
+        def watched():
+            with lock():
+                with psycopg.connect(pg_store.split("?")[0], autocommit=True) as other:
+                    free = other.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [lock.key]).fetchone()[0]
+                    held.append(not free)
+                yield
+
+        a.exclusive = watched
+
+        def placed(order_id: str):
+            return command(decode("reflow.in.order.placed", _json(order_body(order_id))), at)
+
+        attempts = []
+
+        def meanwhile(results):  # between A's decision and its write, B sells a unit of the same offer
+            attempts.append(len(attempts))
+            if len(attempts) == 1:
+                assert apply_batch(b, [("reflow.in.order.placed", _json(order_body("B-1")), at)])[1] is None
+
+        a.run_batch([placed("A-1")], before_store=meanwhile)
+        assert attempts == [0, 1] and held == [True]  # lost once, then ran again holding the lock
+        a.run_batch([placed("A-2")])
+        assert held == [True, True]  # still contended: the next batch takes its turn too
+        assert a.offer(SUPPLIER, OFFER).available(SSKU) == 2
+        for order_id in ("A-1", "A-2", "B-1"):
+            assert a.order(*SHOP, order_id).status == "allocated"
+    finally:
+        a.close()
+        b.close()

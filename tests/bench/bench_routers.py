@@ -79,6 +79,8 @@ class Result:
     latency_orders: int = 0
     allocations: int = 0
     lanes: dict[str, int] = field(default_factory=dict)
+    lane_p50_ms: dict[str, float] = field(default_factory=dict)
+    """the latency step's p50 per lane: a lane held by a router without the publisher waits for it"""
     exit_codes: list[int | None] = field(default_factory=list)
 
 
@@ -118,6 +120,12 @@ async def wait_out(js: Any, routers: Routers, expected: int, timeout: float) -> 
                                f"logs in {routers.log_dir}")
         await asyncio.sleep(0.05)
     return got
+
+
+async def shop_lanes(js: Any) -> dict[tuple[str, str], str]:
+    """Each shop's lane, as the stream's transform put its link.set."""
+    info = await js.stream_info(IN_STREAM, subjects_filter="reflow.in.link.set.*.*.*")
+    return {(t[4], t[5]): f"p{t[6]}" for t in (s.split(".") for s in info.state.subjects or {})}
 
 
 async def lane_split(js: Any) -> dict[str, int]:
@@ -195,6 +203,7 @@ async def latency(js: Any, routers: Routers, args: argparse.Namespace, shop_list
                   result: Result) -> None:
     count = int(args.rate * args.seconds)
     items = [order_item("l", i, shop_list[i % len(shop_list)]) for i in range(count)]
+    lane_of = await shop_lanes(js)
     sent: dict[str, float] = {}
     arrived: dict[str, float] = {}
 
@@ -226,6 +235,10 @@ async def latency(js: Any, routers: Routers, args: argparse.Namespace, shop_list
     lat = sorted((arrived[k] - t) * 1000 for k, t in sent.items())
     result.p50_ms, result.p99_ms = lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     result.max_ms, result.latency_orders = lat[-1], count
+    by_lane: dict[str, list[float]] = {}
+    for i, (*_, key) in enumerate(items):
+        by_lane.setdefault(lane_of.get(shop_list[i % len(shop_list)], "?"), []).append((arrived[key] - sent[key]) * 1000)
+    result.lane_p50_ms = {lane: sorted(v)[len(v) // 2] for lane, v in sorted(by_lane.items())}
 
 
 # -- output -------------------------------------------------------------------------------------
@@ -247,34 +260,35 @@ def fmt(v: float | None, spec: str) -> str:
 
 
 def table(rows: list[dict[str, Any]], raw: float | None, args: argparse.Namespace, wall: float) -> str:
-    lines = [f"reflow routers, {PARTITIONS} partitions, PostgreSQL, 1 NATS node: {args.orders:,} orders, "
-             f"{args.shops} shops",
-             f"{os.cpu_count()} CPUs, {datetime.now(UTC):%Y-%m-%d}, {wall:.0f} s", ""]
+    cpus = os.cpu_count()
+    lines = [f"reflow routers: {PARTITIONS} partitions, PostgreSQL, 1 NATS node, {args.orders:,} orders",
+             f"over {args.shops} shops; {cpus} CPUs; {datetime.now(UTC):%Y-%m-%d}; {wall:.0f} s", ""]
     head = f"{'routers':>7} {'orders/s':>9} {'vs 1':>6} {'per rtr':>8} {'vs raw':>7} {'p50 ms':>7} {'p99 ms':>7}"
     lines += [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['routers']:>7} {r['orders_per_s']:>9,.0f} {fmt(r['speedup'], '.2f') + 'x':>6} "
-                     f"{fmt(r['efficiency'], '.0%'):>8} {fmt(r['vs_raw'], '.2f'):>7} "
-                     f"{fmt(r['p50_ms'], ',.0f'):>7} {fmt(r['p99_ms'], ',.0f'):>7}")
-    lines += ["", "absolute:"]
-    lines.append(f"  raw PostgreSQL append (eventsourcing, batch {args.batch}, no domain logic): "
-                 f"{fmt(raw, ',.0f')} orders/s")
+        speedup = fmt(r["speedup"], ".2f") + ("x" if r["speedup"] else "")
+        lines.append(f"{r['routers']:>7} {r['orders_per_s']:>9,.0f} {speedup:>6} {fmt(r['efficiency'], '.0%'):>8} "
+                     f"{fmt(r['vs_raw'], '.2f'):>7} {fmt(r['p50_ms'], ',.0f'):>7} {fmt(r['p99_ms'], ',.0f'):>7}")
+    lines += ["", f"raw PostgreSQL append (eventsourcing, batch {args.batch}): {fmt(raw, ',.0f')} orders/s"]
     for r in rows:
-        lanes = "/".join(str(v) for v in r["lanes"].values())
-        lines.append(f"  {r['routers']} router(s): applied {r['orders']:,} in {r['applied_s']:.2f} s "
-                     f"(published in {r['publish_s']:.2f} s), last allocation out at {r['out_s']:.2f} s "
-                     f"= {r['orders'] / r['out_s']:,.0f}/s end to end")
-        lines.append(f"    latency: {r['latency_orders']:,} orders offered at {fmt(r['offered_per_s'], ',.0f')}/s, "
-                     f"max {fmt(r['max_ms'], ',.0f')} ms; {r['allocations']:,} allocations out; "
-                     f"orders per lane p0/p1/p2 {lanes}; exit codes {r['exit_codes']}")
+        lanes = " ".join(f"{k} {v:,}" for k, v in r["lanes"].items())
+        p50s = ", ".join(f"{k} {v:,.0f}" for k, v in r["lane_p50_ms"].items()) or "-"
+        lines += [f"{r['routers']} router(s), exit codes {r['exit_codes']}:",
+                  f"  applied {r['orders']:,} in {r['applied_s']:.2f} s (published in {r['publish_s']:.2f} s)",
+                  f"  last allocation out at {r['out_s']:.2f} s = {r['orders'] / r['out_s']:,.0f} orders/s end to end",
+                  f"  latency: {r['latency_orders']:,} orders at {fmt(r['offered_per_s'], ',.0f')}/s, "
+                  f"max {fmt(r['max_ms'], ',.0f')} ms",
+                  f"  latency p50 ms by lane: {p50s}",
+                  f"  orders by lane: {lanes}; {r['allocations']:,} allocations out"]
     lines += ["", "notes:",
-              "  orders/s: first publish until every lane's consumer has nothing pending or unacked;",
-              "  vs 1 = speed-up over 1 router; per rtr = speed-up / routers; vs raw = orders/s over the",
-              "  raw PostgreSQL append rate (the store's commit limit). p50/p99: publish .. allocation on",
-              "  REFLOW_OUT at the offered rate. One NATS node (routers measured, not replication); NATS,",
-              f"  PostgreSQL, the routers and this client share the machine's {os.cpu_count()} CPUs. One router",
-              "  also runs the REFLOW_OUT publisher and one the DuckDB projections. All orders go to one",
-              "  supplier offer (every batch touches the same offer)."]
+              "- orders/s: first publish until no lane's consumer has anything pending or",
+              "  unacknowledged. vs 1: speed-up over 1 router; per rtr: speed-up / routers;",
+              "  vs raw: orders/s / the raw PostgreSQL append rate (the store's commit limit).",
+              "- p50/p99: publish .. the order's allocation on REFLOW_OUT, at the offered rate.",
+              "- one NATS node: the routers are measured, not replication. NATS, PostgreSQL,",
+              f"  the routers and this client share the machine's {cpus} CPUs.",
+              "- one router also runs the REFLOW_OUT publisher, one the DuckDB projections;",
+              "  every order allocates from the same supplier offer."]
     return "\n".join(lines)
 
 
