@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import zlib
 from collections.abc import Callable
 from datetime import datetime, time, timedelta
 
@@ -45,35 +46,77 @@ def next_day_start(at: datetime) -> datetime:
     return datetime.combine(china_day(at) + timedelta(days=1), time(0, 0), LOCAL)
 
 
+SHARDS = 64
+"""An hour's deadlines of one shop's allocations go to one of 63 agendas of that hour, picked by
+the shop (shard 1..63); the rest (offers, suppliers' days) to shard 0. Routers that scale out
+apply different shops (issue 18): with one agenda per hour, every batch of every router wrote it,
+and they could only take turns."""
+
+Entry = tuple[datetime, int]
+"""(hour, shard): one agenda."""
+
+
+def shard_of(by: str) -> int:
+    return 0 if not by else zlib.crc32(by.encode()) % (SHARDS - 1) + 1
+
+
+def agenda_uuid(entry: Entry):  # noqa: ANN201
+    hour, shard = entry
+    return ids.agenda_id(hour.isoformat() if not shard else f"{hour.isoformat()}#{shard}")
+
+
 class Clock(Aggregate):
-    """The one clock: the hours (China time, by the due time) whose agendas hold deadlines not
-    passed yet, in order. Written only when an hour gets its first deadline or loses its last."""
+    """The one clock: the agendas (hour in China time by the due time, and shard) that hold
+    deadlines not passed yet, in order. Written only when an agenda gets its first deadline or
+    loses its last."""
 
     def __init__(self, id):  # noqa: A002
         super().__init__(id)
-        self.hours: list[datetime] = []
+        self.hours: list[Entry] = []
 
-    def open(self, hour: datetime, at: datetime) -> None:
-        if hour not in self.hours:
-            self.trigger(AgendaOpened, at, hour=hour)
+    def open(self, entry: Entry, at: datetime) -> None:
+        if entry not in self.hours:
+            if entry[1]:
+                self.trigger(AgendaShardOpened, at, hour=entry[0], shard=entry[1])
+            else:
+                self.trigger(AgendaOpened, at, hour=entry[0])
 
-    def close(self, hour: datetime, at: datetime) -> None:
-        if hour in self.hours:
-            self.trigger(AgendaClosed, at, hour=hour)
+    def close(self, entry: Entry, at: datetime) -> None:
+        if entry in self.hours:
+            if entry[1]:
+                self.trigger(AgendaShardClosed, at, hour=entry[0], shard=entry[1])
+            else:
+                self.trigger(AgendaClosed, at, hour=entry[0])
 
 
 class AgendaOpened(Event, frozen=True):
     hour: datetime
 
     def apply(self, c: Clock) -> None:
-        bisect.insort(c.hours, self.hour)
+        bisect.insort(c.hours, (self.hour, 0))
 
 
 class AgendaClosed(Event, frozen=True):
     hour: datetime
 
     def apply(self, c: Clock) -> None:
-        c.hours.remove(self.hour)
+        c.hours.remove((self.hour, 0))
+
+
+class AgendaShardOpened(Event, frozen=True):
+    hour: datetime
+    shard: int
+
+    def apply(self, c: Clock) -> None:
+        bisect.insort(c.hours, (self.hour, self.shard))
+
+
+class AgendaShardClosed(Event, frozen=True):
+    hour: datetime
+    shard: int
+
+    def apply(self, c: Clock) -> None:
+        c.hours.remove((self.hour, self.shard))
 
 
 class Agenda(Aggregate):
@@ -129,12 +172,13 @@ def hour_of(at: datetime) -> datetime:
     return at.astimezone(LOCAL).replace(minute=0, second=0, microsecond=0)
 
 
-def schedule(uow: UnitOfWork, due: datetime, kind: str, key: str, at: datetime) -> None:
+def schedule(uow: UnitOfWork, due: datetime, kind: str, key: str, at: datetime, shop: str = "") -> None:
     """Keep a deadline (one already due passes at the next tick). Every handler of a deadline is
-    idempotent (it checks the state it acts on), so a deadline set again after it passed is harmless."""
-    hour = hour_of(due)
-    uow.get_or_new(Clock, ids.clock_id()).open(hour, at)
-    uow.get_or_new(Agenda, ids.agenda_id(hour.isoformat())).schedule((due, kind, key), at)
+    idempotent (it checks the state it acts on), so a deadline set again after it passed is harmless.
+    ``shop``: the deadline is of that shop's allocation (its own shard of the hour's agendas)."""
+    entry = (hour_of(due), shard_of(shop))
+    uow.get_or_new(Clock, ids.clock_id()).open(entry, at)
+    uow.get_or_new(Agenda, agenda_uuid(entry)).schedule((due, kind, key), at)
 
 
 def pass_time(uow: UnitOfWork, at: datetime, limit: int | None = None) -> int:
@@ -142,16 +186,25 @@ def pass_time(uow: UnitOfWork, at: datetime, limit: int | None = None) -> int:
     as of its due time; how many."""
     clock = uow.get(Clock, ids.clock_id())
     n = 0
-    while clock is not None and clock.hours and clock.hours[0] <= at:
-        hour = clock.hours[0]
-        agenda = uow.get(Agenda, ids.agenda_id(hour.isoformat()))
-        while agenda is not None and (deadline := agenda.next_by(at)) is not None:
+    while clock is not None and clock.hours and clock.hours[0][0] <= at:
+        hour = clock.hours[0][0]
+        agendas = {e: uow.get(Agenda, agenda_uuid(e)) for e in clock.hours if e[0] == hour}
+        while True:  # the hour's shards merged: the first due of all of them, each time
+            due = [(d, e) for e, a in agendas.items() if a is not None and (d := a.next_by(at)) is not None]
+            if not due:
+                break
             if limit is not None and n >= limit:
                 return n
-            agenda.pass_(deadline)
+            deadline, entry = min(due)
+            agendas[entry].pass_(deadline)
             DEADLINES[deadline[1]](uow, deadline[2], deadline[0], at)
             n += 1
-        if agenda is not None and agenda.due:
-            break  # the rest of this hour is due after `at`
-        clock.close(hour, at)
+        later = False
+        for entry, agenda in agendas.items():
+            if agenda is not None and agenda.due:
+                later = True  # the rest of this shard is due after `at`
+            else:
+                clock.close(entry, at)
+        if later:
+            break
     return n

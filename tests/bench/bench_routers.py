@@ -47,7 +47,7 @@ from adapters.natsserver import NatsServer
 from adapters.partitions import shop_subject
 from adapters.routerprocs import IN_STREAM, Routers
 from engine.ids import new_allocation_id
-from tests.adapters.natsworld import SUPPLIER, catalog, order_body, single_link
+from tests.adapters.natsworld import OFFER, SUPPLIER, catalog, order_body, single_link
 from tests.bench.suite import pg_database, raw_append
 
 PARTITIONS = 3
@@ -89,6 +89,33 @@ def shops(count: int) -> list[tuple[str, str]]:
     return [(platforms[i % 2], f"{platforms[i % 2][:2]}-b{i}") for i in range(count)]
 
 
+OFFERS = 1
+"""How many suppliers (each with its own offer) the shops are spread over (``--offers``): 1 puts
+every order on one best-selling offer, which every router must write (the worst case); as many
+as shops leaves the routers nothing to share but the store."""
+
+
+def supplier_of(shop_index: int) -> tuple[str, str]:
+    """(supplier, offer) that shop ``shop_index`` sells from."""
+    k = shop_index % OFFERS
+    return (SUPPLIER, OFFER) if OFFERS == 1 else (f"{SUPPLIER}-{k}", f"{OFFER}{k}")
+
+
+def supply_messages(stock: int) -> list[tuple[str, dict]]:
+    """The catalog's supplier, offer and price, once per supplier."""
+    out = []
+    for k in range(OFFERS):
+        supplier, offer = supplier_of(k)
+        for subject, body in catalog(stock=stock):
+            if subject.startswith("link."):
+                continue
+            body = {**body, "supplier_id": supplier}
+            if "offer_id" in body:
+                body["offer_id"] = offer
+            out.append((subject, body))
+    return out
+
+
 def order_item(prefix: str, i: int, shop: tuple[str, str]) -> tuple[str, bytes, str, str]:
     """(subject, body, Nats-Msg-Id, the allocation id it should make) of one order placed now."""
     order_id = f"{prefix}-{i}"
@@ -96,7 +123,7 @@ def order_item(prefix: str, i: int, shop: tuple[str, str]) -> tuple[str, bytes, 
     body.update(platform=shop[0], shop_id=shop[1])
     subject = shop_subject("reflow.in.order.placed", *shop)
     return (subject, json.dumps(body, ensure_ascii=False).encode(), order_id,
-            new_allocation_id(shop[0], shop[1], order_id, SUPPLIER, 0))
+            new_allocation_id(shop[0], shop[1], order_id, supplier_of(int(shop[1].rsplit("b", 1)[1]))[0], 0))
 
 
 async def publish(js: Any, items: list[tuple[str, bytes, str]]) -> None:
@@ -150,13 +177,16 @@ async def run_routers(n: int, args: argparse.Namespace, work: Path) -> Result:
             await routers.ready(js, timeout=120)
             say(f"{n} router(s): ready; catalog and {len(shop_list)} shops' links")
             supply = [(f"reflow.in.{s}", json.dumps(b).encode(), f"setup-{k}")
-                      for k, (s, b) in enumerate(catalog(stock=10**9)) if not s.startswith("link.")]
+                      for k, (s, b) in enumerate(supply_messages(10**9))]
             await publish(js, supply)
             await routers.settled(js)
             links = []
-            for platform, shop_id in shop_list:
+            for index, (platform, shop_id) in enumerate(shop_list):
                 body = single_link()
                 body.update(platform=platform, shop_id=shop_id)
+                supplier, offer = supplier_of(index)
+                for component in body["skus"][0]["alternatives"][0]["components"]:
+                    component.update(supplier_id=supplier, offer_id=offer)
                 links.append((shop_subject("reflow.in.link.set", platform, shop_id),
                               json.dumps(body, ensure_ascii=False).encode(), f"link-{platform}-{shop_id}"))
             await publish(js, links)
@@ -288,7 +318,8 @@ def table(rows: list[dict[str, Any]], raw: float | None, args: argparse.Namespac
               "- one NATS node: the routers are measured, not replication. NATS, PostgreSQL,",
               f"  the routers and this client share the machine's {cpus} CPUs.",
               "- one router also runs the REFLOW_OUT publisher, one the DuckDB projections;",
-              "  every order allocates from the same supplier offer."]
+              ("  every order allocates from the same supplier offer (one hot offer)." if OFFERS == 1 else
+               f"  the shops sell from {OFFERS} suppliers' offers (shop i from offer i mod {OFFERS}).")]
     return "\n".join(lines)
 
 
@@ -299,11 +330,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=300.0, help="offered orders/s for the latency step")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of the latency step (0: skip)")
     parser.add_argument("--shops", type=int, default=24)
+    parser.add_argument("--offers", type=int, default=1,
+                        help="suppliers (one offer each) the shops are spread over; 1: one hot offer")
     parser.add_argument("--batch", type=int, default=256, help="routers' --batch and the raw append's")
     parser.add_argument("--pg", default=PG, help="PostgreSQL server (a database is created and dropped per run)")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs) afterwards")
     args = parser.parse_args(argv)
+    global OFFERS
+    OFFERS = max(1, args.offers)
     counts = [int(x) for x in args.routers.split(",") if x.strip()]
     if not counts or any(c < 1 for c in counts):
         parser.error("--routers: positive counts, e.g. 1,2,3")
