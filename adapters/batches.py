@@ -59,7 +59,7 @@ def take_lane(app: Reflow, source: str) -> int:
 
 
 def apply_batch(app: Reflow, items: list[Item], dead_letters: DeadLetters | None = None,
-                source: str = IN_STREAM, epoch: int = 0) -> tuple[list[Outcome], BaseException | None]:
+                source: str = IN_STREAM, epoch: int = 0, shard: int = 0) -> tuple[list[Outcome], BaseException | None]:
     """Apply a batch of messages in order, all stored by one atomic write.
 
     A refused message is taken back on its own and becomes a dead letter; the rest are stored
@@ -70,24 +70,25 @@ def apply_batch(app: Reflow, items: list[Item], dead_letters: DeadLetters | None
     never lost to a crash between the write and its publication. If the batch cannot be stored
     as a whole (the store is down, or a message hits an unexpected error), nothing of it is
     stored and it is applied again one message at a time, which stops at the first failure that
-    is not the message's fault. ``epoch``: the lane's fencing token (``take_lane``)."""
+    is not the message's fault. ``epoch``: the lane's fencing token (``take_lane``); ``shard``: the
+    lane's own agendas for the deadlines it sets (``UnitOfWork.shard``)."""
     try:
         done = applied_through(app, source, epoch) if _sequenced(items) else 0
         fresh = [i for i, item in enumerate(items) if not _sequenced(items) or item[3] > done]
         outcomes = [ALREADY_APPLIED] * len(items)
         if fresh:
-            results = _run(app, [items[i] for i in fresh], fresh, dead_letters, source, epoch)
+            results = _run(app, [items[i] for i in fresh], fresh, dead_letters, source, epoch, shard)
             for i, outcome in zip(fresh, results):
                 outcomes[i] = outcome
     except Exception as exc:  # noqa: BLE001 - retried one by one below, which reports it
         log.warning("batch of %d not applied as one (%s: %s); applying one by one",
                     len(items), type(exc).__name__, one_line(str(exc)))
-        return apply_each(app, items, dead_letters, source, epoch)
+        return apply_each(app, items, dead_letters, source, epoch, shard)
     return outcomes, None
 
 
 def apply_each(app: Reflow, items: list[Item], dead_letters: DeadLetters | None = None,
-               source: str = IN_STREAM, epoch: int = 0) -> tuple[list[Outcome], BaseException | None]:
+               source: str = IN_STREAM, epoch: int = 0, shard: int = 0) -> tuple[list[Outcome], BaseException | None]:
     """Apply messages in order, each its own write; stop at the first failure that is not the
     message's fault."""
     outcomes: list[Outcome] = []
@@ -96,7 +97,7 @@ def apply_each(app: Reflow, items: list[Item], dead_letters: DeadLetters | None 
             if _sequenced(items) and item[3] <= applied_through(app, source, epoch):
                 outcomes.append(ALREADY_APPLIED)
                 continue
-            outcomes.extend(_run(app, [item], [i], dead_letters, source, epoch))
+            outcomes.extend(_run(app, [item], [i], dead_letters, source, epoch, shard))
         except Exception as exc:  # noqa: BLE001 - reported by the caller, message handed back
             return outcomes, exc
     return outcomes, None
@@ -107,7 +108,7 @@ def _sequenced(items: list[Item]) -> bool:
 
 
 def _run(app: Reflow, items: list[Item], indexes: list[int], dead_letters: DeadLetters | None,
-         source: str, epoch: int = 0) -> list[Outcome]:
+         source: str, epoch: int = 0, shard: int = 0) -> list[Outcome]:
     """Decode the items, run their commands as one batch, dead-letter what was refused."""
     commands: list[Command | Callable[[], Outcome]] = []
     decoded: list[tuple[str, object] | None] = []
@@ -140,4 +141,5 @@ def _run(app: Reflow, items: list[Item], indexes: list[int], dead_letters: DeadL
         if dead and dead_letters is not None:
             dead_letters(dead)
 
-    return outcomes(app.run_batch(commands, absent=absent, position=position, before_store=before_store))
+    return outcomes(app.run_batch(commands, absent=absent, position=position, before_store=before_store,
+                                  shard=shard))

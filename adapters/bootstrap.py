@@ -127,7 +127,8 @@ def open_app(settings: Settings) -> Reflow:
     with creating(env):  # several routers starting at once on one PostgreSQL store
         app = Reflow(env)
         if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
-            app.exclusive = WriteLock(env)
+            app.exclusive = lock = WriteLock(env)
+            app.sharing = lock.shared
         if settings.create_store and state.fingerprint is None:  # a new store, or one from before fingerprints
             try:
                 if record(env, where, settings.store, fp, whole) != fp:

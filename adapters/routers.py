@@ -245,7 +245,7 @@ class Router(Server):
                         with contextlib.suppress(Exception):
                             await m.nak()
                     break
-                ok = await self._process(msgs, source, epoch)
+                ok = await self._process(msgs, source, epoch, 0 if lane == GENERAL else int(lane[1:]) + 1)
                 with contextlib.suppress(Exception):
                     await self.nc.publish(WAKE, b"")
                 backoff = 0.0 if ok else min(max(backoff * 2, 0.5), 10.0)

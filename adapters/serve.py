@@ -187,7 +187,7 @@ class Server:
                         info.num_ack_pending, self.ack_wait)
             await self._sleep(self.ack_wait + 0.5)
 
-    async def _process(self, msgs: list[Msg], source: str | None = None, epoch: int = 0) -> bool:
+    async def _process(self, msgs: list[Msg], source: str | None = None, epoch: int = 0, shard: int = 0) -> bool:
         """Apply, dead-letter and acknowledge one batch of ``source`` (a lane's, adapters/routers.py;
         by default the stream's); False if some of it was handed back."""
         items = [(m.subject, m.data, received_at(m), m.metadata.sequence.stream) for m in msgs]
@@ -203,7 +203,7 @@ class Server:
                 raise ConnectionError(f"{len(pairs) - len(stored)} dead letter(s) not stored")
 
         work = loop.run_in_executor(self.engine, apply_batch, self.app, items, dead_letters,
-                                    source or self.source, epoch)
+                                    source or self.source, epoch, shard)
         keepalive = asyncio.create_task(self._keep_in_progress(msgs))
         try:
             outcomes, failure = await work

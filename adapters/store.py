@@ -165,10 +165,12 @@ def creating(env: dict[str, str]) -> Iterator[None]:
 
 
 class WriteLock:
-    """The PostgreSQL store's write lock (``Reflow.exclusive``): a session-level advisory lock on a
-    connection of its own, taken around a write that retries after a concurrent one. Every process
-    writing the same schema takes the same lock, so contending routers take turns. Reconnects
-    when the connection was lost (PostgreSQL restarted)."""
+    """The PostgreSQL store's write lock (``Reflow.exclusive`` and ``Reflow.sharing``): a session-level
+    advisory lock on a connection of its own. A write that retries after losing to another
+    router's computes and commits holding it alone; every other write holds it shared while it
+    commits (a few milliseconds), so none can commit under the retry and make it lose again.
+    Every process writing the same schema takes the same lock. Reconnects when the connection
+    was lost (PostgreSQL restarted)."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
@@ -183,12 +185,20 @@ class WriteLock:
                                user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"],
                                connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT", "10")), autocommit=True)
 
+    def __call__(self) -> contextlib.AbstractContextManager[None]:
+        """The lock alone: no other writer commits meanwhile."""
+        return self._held("")
+
+    def shared(self) -> contextlib.AbstractContextManager[None]:
+        """The lock shared with other ordinary writes; it waits for a writer holding it alone."""
+        return self._held("_shared")
+
     @contextlib.contextmanager
-    def __call__(self) -> Iterator[None]:
+    def _held(self, mode: str) -> Iterator[None]:
         if self.conn is None or self.conn.closed or self.conn.broken:
             self.conn = self._connect()
         try:
-            self.conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [self.key])
+            self.conn.execute(f"SELECT pg_advisory_lock{mode}(hashtext(%s))", [self.key])
         except Exception:
             self.close()
             raise
@@ -196,7 +206,7 @@ class WriteLock:
             yield
         finally:
             try:
-                self.conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [self.key])
+                self.conn.execute(f"SELECT pg_advisory_unlock{mode}(hashtext(%s))", [self.key])
             except Exception:  # noqa: BLE001 - the session is gone, and its lock with it
                 self.close()
 

@@ -84,6 +84,9 @@ class Reflow(Conveniences, Application):
         instead of undoing each other's work until the retries run out. After a conflict, the
         first attempts take it too for `CONTENDED_SECONDS`: while routers contend, they take turns."""
         self._contended_until = 0.0
+        self.sharing: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+        """Held around an ordinary write (the same lock, shared): a write never commits while
+        another router runs a retry holding the lock alone, so that retry cannot lose again."""
 
     def close(self) -> None:
         closing = getattr(self.exclusive, "close", None)
@@ -129,7 +132,7 @@ class Reflow(Conveniences, Application):
         handler = self.handlers[type(command)]
         return self.run(lambda uow: handler(command, uow), dry_run=dry_run)
 
-    def run(self, decide: Callable[[UnitOfWork], Any], dry_run: bool = False) -> Any:
+    def run(self, decide: Callable[[UnitOfWork], Any], dry_run: bool = False, shard: int = 0) -> Any:
         """Run `decide` in a unit of work and store what it changed, retrying on a concurrent
         write. Inside `run_batch` it joins the batch's unit of work instead."""
         batch = self._local.__dict__.get("uow")
@@ -145,13 +148,13 @@ class Reflow(Conveniences, Application):
             else:
                 batch.checkpoint()
             return result
-        results = self._retrying(lambda uow: [decide(uow)], (), None, store=not dry_run)
+        results = self._retrying(lambda uow: [decide(uow)], (), None, store=not dry_run, shard=shard)
         return results[0]
 
     def run_batch(self, commands: Sequence[c.Command | Callable[[], Any]],
                   refused: tuple[type[BaseException], ...] = (DomainError,),
                   absent: Iterable[UUID] = (), position: Position | None = None,
-                  before_store: Callable[[list[Any]], None] | None = None) -> list[Any]:
+                  before_store: Callable[[list[Any]], None] | None = None, shard: int = 0) -> list[Any]:
         """Run many commands in one unit of work and save all their events in one atomic write.
 
         A command that raises one of `refused` is taken back on its own (`UnitOfWork.rollback`)
@@ -185,10 +188,10 @@ class Reflow(Conveniences, Application):
                 before_store(results)
             return results
 
-        return self._retrying(each, absent, position)
+        return self._retrying(each, absent, position, shard=shard)
 
     def _retrying(self, each: Callable[[UnitOfWork], list[Any]], absent: Iterable[UUID],
-                  position: Position | None, store: bool = True) -> list[Any]:
+                  position: Position | None, store: bool = True, shard: int = 0) -> list[Any]:
         absent = set(absent)
         with self._writing:
             for attempt in range(self.RETRIES):
@@ -198,6 +201,7 @@ class Reflow(Conveniences, Application):
                 alone = attempt or time.monotonic() < self._contended_until
                 with self.exclusive() if alone else contextlib.nullcontext():
                     uow = self.unit_of_work(absent)
+                    uow.shard = shard
                     try:
                         results = each(uow)
                     except BaseException:
@@ -208,7 +212,8 @@ class Reflow(Conveniences, Application):
                         return results
                     changed = uow.changed()
                     try:
-                        self._store(uow, position)
+                        with contextlib.nullcontext() if alone else self.sharing():
+                            self._store(uow, position)
                     except IntegrityError:
                         self._forget(changed)
                         if position is not None and self.position(position[0]) >= position[1]:

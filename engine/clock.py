@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import zlib
 from collections.abc import Callable
 from datetime import datetime, time, timedelta
 
@@ -46,18 +45,11 @@ def next_day_start(at: datetime) -> datetime:
     return datetime.combine(china_day(at) + timedelta(days=1), time(0, 0), LOCAL)
 
 
-SHARDS = 64
-"""An hour's deadlines of one shop's allocations go to one of 63 agendas of that hour, picked by
-the shop (shard 1..63); the rest (offers, suppliers' days) to shard 0. Routers that scale out
-apply different shops (issue 18): with one agenda per hour, every batch of every router wrote it,
-and they could only take turns."""
-
 Entry = tuple[datetime, int]
-"""(hour, shard): one agenda."""
-
-
-def shard_of(by: str) -> int:
-    return 0 if not by else zlib.crc32(by.encode()) % (SHARDS - 1) + 1
+"""(hour, shard): one agenda. The shard is the writer's (`UnitOfWork.shard`): routers that scale
+out each apply their own lanes of the inbound stream (issue 18) and keep the deadlines they set in
+their own agendas of the hour. With one agenda per hour, every batch of every router wrote it,
+and they could only take turns. A single writer uses shard 0 (one agenda per hour, as before)."""
 
 
 def agenda_uuid(entry: Entry):  # noqa: ANN201
@@ -172,11 +164,11 @@ def hour_of(at: datetime) -> datetime:
     return at.astimezone(LOCAL).replace(minute=0, second=0, microsecond=0)
 
 
-def schedule(uow: UnitOfWork, due: datetime, kind: str, key: str, at: datetime, shop: str = "") -> None:
-    """Keep a deadline (one already due passes at the next tick). Every handler of a deadline is
-    idempotent (it checks the state it acts on), so a deadline set again after it passed is harmless.
-    ``shop``: the deadline is of that shop's allocation (its own shard of the hour's agendas)."""
-    entry = (hour_of(due), shard_of(shop))
+def schedule(uow: UnitOfWork, due: datetime, kind: str, key: str, at: datetime) -> None:
+    """Keep a deadline (one already due passes at the next tick), in the writer's agenda of its
+    hour. Every handler of a deadline is idempotent (it checks the state it acts on), so a deadline
+    set again after it passed is harmless."""
+    entry = (hour_of(due), uow.shard)
     uow.get_or_new(Clock, ids.clock_id()).open(entry, at)
     uow.get_or_new(Agenda, agenda_uuid(entry)).schedule((due, kind, key), at)
 

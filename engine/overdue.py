@@ -28,8 +28,7 @@ def ship_by_passed(uow: UnitOfWork, allocation_id: str, due: datetime, now: date
     hours = settings_of(uow, uow.order(alloc.platform, alloc.shop_id, alloc.order_id).merchant_id
                         ).reroute_overdue_hours
     if hours:
-        schedule(uow, due + timedelta(hours=hours), "overdue_reroute", allocation_id, due,
-                 shop=f"{alloc.platform}/{alloc.shop_id}")
+        schedule(uow, due + timedelta(hours=hours), "overdue_reroute", allocation_id, due)
 
 
 @on_deadline("overdue_reroute")

@@ -259,8 +259,7 @@ def allocate(uow: UnitOfWork, order: Order, lines: list[LineIn], facts: tuple[Li
                        ship_by=ship_by(at, uow.supplier(supplier_id).ship_within_hours),
                        channel=order.channel, trigger=trigger)
         uow.supplier(supplier_id).use_capacity(allocation_id, sum(al.qty for al in alloc_lines), at)  # RT13
-        schedule(uow, alloc.ship_by, "ship_by", allocation_id, at,  # rule T4 (engine/overdue.py)
-                 shop=f"{order.platform}/{order.shop_id}")
+        schedule(uow, alloc.ship_by, "ship_by", allocation_id, at)  # rule T4 (engine/overdue.py)
         for offer_id, items in per_offer(alloc_lines).items():
             uow.offer(supplier_id, offer_id).reserve(allocation_id, items, at)
         refs.append(AllocRef(allocation_id=allocation_id, supplier_id=supplier_id,

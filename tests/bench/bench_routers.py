@@ -82,6 +82,42 @@ class Result:
     lane_p50_ms: dict[str, float] = field(default_factory=dict)
     """the latency step's p50 per lane: a lane held by a router without the publisher waits for it"""
     exit_codes: list[int | None] = field(default_factory=list)
+    cpu_ms_per_order: dict[str, float] = field(default_factory=dict)
+    """CPU time (user + system) per order of the throughput step, by kind of process."""
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def _children(pid: int) -> list[int]:
+    """Every child process, whichever of its threads started it."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(x) for x in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def cpu_snapshot(routers: Routers, nats_pid: int) -> dict[str, float]:
+    """CPU seconds so far: the routers (their engine), their children (the REFLOW_OUT publisher and
+    the projections), nats-server, every postgres process of the machine, and this client."""
+    mains = [p.pid for p in routers.procs if p is not None]
+    postgres = [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()
+                and (d / "comm").exists() and (d / "comm").read_text().strip() == "postgres"]
+    return {"routers": sum(_cpu_of(p) for p in mains),
+            "publisher+projections": sum(_cpu_of(c) for p in mains for c in _children(p)),
+            "postgres": sum(_cpu_of(p) for p in postgres), "nats": _cpu_of(nats_pid),
+            "client": _cpu_of(os.getpid())}
 
 
 def shops(count: int) -> list[tuple[str, str]]:
@@ -201,6 +237,7 @@ async def run_routers(n: int, args: argparse.Namespace, work: Path) -> Result:
 
             say(f"{n} router(s): throughput, {args.orders} orders")
             items = [order_item("t", i, shop_list[i % len(shop_list)]) for i in range(args.orders)]
+            cpu0 = cpu_snapshot(routers, server.proc.pid)
             t0 = time.perf_counter()
             await publish(js, [it[:3] for it in items])
             published = time.perf_counter() - t0
@@ -208,7 +245,9 @@ async def run_routers(n: int, args: argparse.Namespace, work: Path) -> Result:
             applied = time.perf_counter() - t0
             await wait_out(js, routers, warm + args.orders, timeout=max(300, args.orders / 20))
             out = time.perf_counter() - t0
+            cpu1 = cpu_snapshot(routers, server.proc.pid)
             result = Result(n, args.orders, applied, args.orders / applied, out, published)
+            result.cpu_ms_per_order = {k: 1000 * (cpu1[k] - cpu0[k]) / args.orders for k in cpu0}
             say(f"{n} router(s): {result.orders_per_s:,.0f} orders/s applied ({applied:.1f} s; publish "
                 f"{published:.1f} s; all allocations out at {out:.1f} s)")
 
@@ -310,6 +349,11 @@ def table(rows: list[dict[str, Any]], raw: float | None, args: argparse.Namespac
                   f"max {fmt(r['max_ms'], ',.0f')} ms",
                   f"  latency p50 ms by lane: {p50s}",
                   f"  orders by lane: {lanes}; {r['allocations']:,} allocations out"]
+        cpu = r["cpu_ms_per_order"]
+        if cpu:
+            lines += ["  CPU ms per order: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()),
+                      f"    = {sum(cpu.values()):.2f} ms in all: {1000 / max(sum(cpu.values()), 1e-9):,.0f} orders "
+                      f"per CPU-second; one core of routing alone: {1000 / max(cpu['routers'], 1e-9):,.0f}/s"]
     lines += ["", "notes:",
               "- orders/s: first publish until no lane's consumer has anything pending or",
               "  unacknowledged. vs 1: speed-up over 1 router; per rtr: speed-up / routers;",
