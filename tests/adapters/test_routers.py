@@ -216,3 +216,37 @@ def test_rt7_a_batch_that_lost_to_another_router_runs_again_alone_under_the_stor
     finally:
         a.close()
         b.close()
+
+
+def test_operator_commands_beside_routers_publish_a_shops_message_in_its_lane_and_wait_for_it(
+        nats_server, pg_store, tmp_path):
+    """reflow publish / link set / release / cancel beside partitioned routers: a shop's message goes
+    in the shop form (in order with the shop's others), the command waits until that lane stored it,
+    and a refusal is found on the dead letters under the subject as stored."""
+    from adapters.operator_publish import send
+
+    s = settings(nats_server, pg_store, tmp_path)
+    app = open_app(s)
+
+    async def story():
+        async with running(s, partitions=2), client(nats_server.url) as c:
+            for subject, body in catalog():
+                await c.send(subject, body)
+            await settled(c, ["reflow-general", "reflow-p0", "reflow-p1"])
+            good = _json(order_body("OP-1"))
+            bad = _json({**order_body("OP-2"), "lines": [{**order_body("OP-2")["lines"][0], "qty": 0}]})
+            sent = await asyncio.to_thread(
+                send, nats_server.url, [("reflow.in.order.placed", good), ("reflow.in.order.placed", bad)],
+                wait=20, applied=lambda source, seq: applied_through(app, source) >= seq)
+            return sent
+
+    try:
+        sent = run(story)
+        shop_form = f"reflow.in.order.placed.{SHOP[0]}.{SHOP[1]}"
+        assert [x.subject for x in sent] == [shop_form, shop_form]
+        assert all(x.stored.startswith(shop_form + ".") and x.lane == "p" + x.stored.rsplit(".", 1)[1] for x in sent)
+        assert all(x.applied for x in sent)
+        assert sent[0].error is None and app.order(*SHOP, "OP-1").status == "allocated"
+        assert sent[1].error is not None and "qty" in sent[1].error
+    finally:
+        app.close()
