@@ -46,15 +46,21 @@ def applied_through(app: Reflow, source: str, epoch: int | None = None) -> int:
     return stored & SEQ_MASK
 
 
-def take_lane(app: Reflow, source: str) -> int:
+def take_lane(app: Reflow, source: str, inherit: str | None = None) -> int:
     """Store the next epoch of ``source`` (nothing else) and return it: from now on the previous
-    holder's writes to it are refused."""
-    stored = app.position(source)
-    epoch = (stored >> EPOCH_SHIFT) + 1
-    try:
-        app.run_batch([], position=(source, epoch << EPOCH_SHIFT | stored & SEQ_MASK))
-    except Conflict as exc:
-        raise Fenced(f"{source}: taken by another router at the same time") from exc
+    holder's writes to it are refused. Read and written holding the store's lock alone, so a write
+    of the previous holder already under way is seen, never overwritten with an older sequence.
+    ``inherit``: a source whose position a new ``source`` starts from (the whole stream's, when an
+    unpartitioned serve's stream is partitioned: its messages are the general lane's)."""
+    with app.exclusive():
+        stored = app.position(source)
+        if not stored and inherit:
+            stored = app.position(inherit) & SEQ_MASK
+        epoch = (stored >> EPOCH_SHIFT) + 1
+        try:
+            app.run_batch([], position=(source, epoch << EPOCH_SHIFT | stored & SEQ_MASK))
+        except Conflict as exc:
+            raise Fenced(f"{source}: taken by another router at the same time") from exc
     return epoch
 
 

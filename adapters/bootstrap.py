@@ -118,13 +118,13 @@ def open_app(settings: Settings) -> Reflow:
     fp = fingerprint(key)
     if state.fingerprint is not None and state.fingerprint != fp:
         raise mismatch(source, where)
-    if settings.create_store:
-        ensure_store(env)
     env["REFLOW_CIPHER_KEY"] = key
     whole = encrypted_whole(state, key)
     if whole:  # a store written (before) with every event encrypted whole: read and write it so
         env["CIPHER_KEY"] = key
     with creating(env):  # several routers starting at once on one PostgreSQL store
+        if settings.create_store:
+            ensure_store(env)
         app = Reflow(env)
         if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
             app.exclusive = lock = WriteLock(env)

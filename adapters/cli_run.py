@@ -46,6 +46,8 @@ def serve(
     if partition and not partitions:
         raise ValueError("--partition: needs --partitions N (the number of partitions of REFLOW_IN)")
     prefer = [lane_name(k, partitions) for k in partition]
+    if partitions and not (ctx.obj.store or "").lower().startswith(("postgresql:", "postgres:")):
+        raise ValueError("--partitions: the routers share one PostgreSQL store; give --store postgresql://...")
     settings: Settings = replace(ctx.obj, create_store=True)  # serve and demo alone may create a store
     check_serve(settings)  # --duckdb, the store, NATS: refused before the store is created
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,

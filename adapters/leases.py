@@ -17,6 +17,7 @@ process at a time may write.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -75,16 +76,31 @@ class Leases:
         for name, (revision, _) in list(self.held.items()):
             started = time.monotonic()
             try:
-                self.held[name] = (await self.kv.update(name, self.owner.encode(), last=revision), started)
+                renewed = await self.kv.update(name, self.owner.encode(), last=revision)
             except KeyWrongLastSequenceError:
-                lost.append(name)
+                renewed = await self._still_ours(name)  # an earlier renewal whose answer was lost?
+                if renewed is None:
+                    lost.append(name)
+                    continue
             except Exception as exc:  # noqa: BLE001 - NATS away: held until the TTL says otherwise
                 log.debug("lease %s not renewed: %s", name, exc)
                 if not self.holds(name):
                     lost.append(name)
+                continue
+            if self.held.get(name, (None,))[0] == revision:  # not released meanwhile
+                self.held[name] = (renewed, started)
         for name in lost:
             self.held.pop(name, None)
         return lost
+
+    async def _still_ours(self, name: str) -> int | None:
+        """The revision of ``name`` if its holder is this owner (renewed under another revision)."""
+        assert self.kv is not None
+        try:
+            entry = await self.kv.get(name)
+        except Exception:  # noqa: BLE001 - gone (expired), or NATS away
+            return None
+        return entry.revision if entry.value == self.owner.encode() else None
 
     async def holder(self, name: str) -> str | None:
         assert self.kv is not None
@@ -118,5 +134,10 @@ class Leases:
             return
         try:
             await self.kv.delete(name, last=entry[0])
-        except Exception:  # noqa: BLE001 - replaced meanwhile, or NATS away: the TTL frees it
+        except KeyWrongLastSequenceError:  # renewed meanwhile: delete it if it is still ours
+            revision = await self._still_ours(name)
+            if revision is not None:
+                with contextlib.suppress(Exception):
+                    await self.kv.delete(name, last=revision)
+        except Exception:  # noqa: BLE001 - NATS away: the TTL frees it
             pass

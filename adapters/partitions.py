@@ -104,7 +104,7 @@ def plain_subject(subject: str) -> tuple[str, tuple[str, str] | None]:
     """The contract subject of a stored subject, and the (platform, shop_id) it names if it is in
     the shop form (as stored: with its partition token, or as published: without)."""
     tokens = subject.split(".")
-    if len(tokens) in (6, 7) and subject.startswith(PREFIX):
+    if subject.startswith(PREFIX) and (len(tokens) == 6 or len(tokens) == 7 and tokens[6].isdigit()):
         return ".".join(tokens[:4]), (tokens[4], tokens[5])
     return subject, None
 

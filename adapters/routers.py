@@ -25,7 +25,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
+from datetime import datetime
 
 import nats
 from nats.aio.client import Client as NATS
@@ -39,6 +41,7 @@ from adapters.messages import one_line
 from adapters.outbounding import Outbound
 from adapters.partitions import (
     GENERAL,
+    SHOP_FORM,
     STREAM_SUBJECTS,
     consumer_config,
     consumer_name,
@@ -75,8 +78,8 @@ class Router(Server):
         self.role_tasks: dict[str, asyncio.Task] = {}
         self.handing: set[str] = set()
         self.free_since: dict[str, float] = {}
-        self.taken: list[str] = []
-        """Every lane and role this router took, in order (what its log says too)."""
+        self.taken: deque[str] = deque(maxlen=1000)
+        """The lanes and roles this router took, in order (the last thousand; its log says it too)."""
         self._published = 0
 
     @property
@@ -93,6 +96,9 @@ class Router(Server):
                     await self._setup()
                     break
                 except nats.errors.Error as exc:
+                    if "insufficient resources" in str(exc).lower():
+                        raise ServeError(f"--replicas {self.replicas}: the NATS cluster cannot keep {self.replicas} "
+                                         "copies of a stream (fewer JetStream servers)") from None
                     if time.monotonic() > deadline:
                         raise
                     log.warning("NATS not ready for the routers yet (%s); retrying", one_line(str(exc) or type(exc).__name__))
@@ -101,6 +107,7 @@ class Router(Server):
             for pool in (self.engine, self.reader):
                 pool.shutdown(wait=False)
             raise
+        renewer = asyncio.create_task(self._renewer())
         try:
             await self._keep()
             if on_ready:
@@ -112,6 +119,8 @@ class Router(Server):
         finally:
             self.stop.set()
             self.wake.set()
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
             await asyncio.gather(*self.lane_tasks.values(), return_exceptions=True)
             await asyncio.gather(*self.role_tasks.values(), return_exceptions=True)
             for name in list(self.leases.held):
@@ -122,7 +131,15 @@ class Router(Server):
     async def _setup(self) -> None:
         await self._ensure_stream()
         for lane in lanes(self.partitions):
-            await self.js.add_consumer(IN_STREAM, consumer_config(lane, self.batch, self.ack_wait))
+            try:
+                made = (await self.js.consumer_info(IN_STREAM, consumer_name(lane))).config
+            except NotFoundError:
+                await self.js.add_consumer(IN_STREAM, consumer_config(lane, self.batch, self.ack_wait))
+                continue
+            if made.max_ack_pending != self.batch or abs((made.ack_wait or 0) - self.ack_wait) > 0.01:
+                raise ServeError(
+                    f"--batch/--ack-wait: the lanes were made with --batch {made.max_ack_pending} --ack-wait "
+                    f"{made.ack_wait:g}; give every router the same (a takeover waits for the lane's ack wait)")
         self.source = await source_name(self.js)
         await self._check_outbound_belongs_here()
         await self.leases.open()
@@ -153,18 +170,28 @@ class Router(Server):
 
     # -- leases ---------------------------------------------------------------------------------
 
+    async def _renewer(self) -> None:
+        """Renew what is held every second, in a task of its own: a slow look at what is free
+        (``_keep``) never delays a renewal. A lost lease stops its lane at the next batch boundary
+        (``Leases.holds``), and a role at its next round."""
+        while True:
+            started = time.monotonic()
+            try:
+                for name in await self.leases.renew():
+                    log.warning("lease %s lost (taken over, or NATS away for %.0f s)", name, self.leases.ttl)
+            except Exception as exc:  # noqa: BLE001 - NATS away: held until the TTL says otherwise
+                log.warning("leases not renewed (%s); trying again", one_line(str(exc) or type(exc).__name__))
+            await asyncio.sleep(max(0.0, self.RENEW_SECONDS - (time.monotonic() - started)))
+
     async def _keep(self) -> None:
-        """One round: renew, let go of what was lost or asked for, take what is free. NATS away or
-        slow (a node lost, a leader elected): the next round tries again; what is held stays held
-        until its lease would have run out (``Leases.holds``)."""
+        """One round: let go of what was asked for, take what is free. NATS away or slow (a node
+        lost, a leader elected): the next round tries again."""
         try:
             await self._keep_round()
         except nats.errors.Error as exc:
             log.warning("leases: %s; trying again", one_line(str(exc) or type(exc).__name__))
 
     async def _keep_round(self) -> None:
-        for name in await self.leases.renew():
-            log.warning("lease %s lost (taken over, or NATS away for %.0f s)", name, self.leases.ttl)
         for lane in lanes(self.partitions):
             key = f"lane.{lane}"
             task = self.lane_tasks.get(lane)
@@ -209,6 +236,9 @@ class Router(Server):
 
     # -- a lane ---------------------------------------------------------------------------------
 
+    def _still_mine(self, source: str) -> bool:
+        return self.leases.holds(f"lane.{source.rsplit('#', 1)[1]}") and source not in self.fenced
+
     def _keeps(self, lane: str, source: str) -> bool:
         return (not self.stop.is_set() and self.leases.holds(f"lane.{lane}") and lane not in self.handing
                 and source not in self.fenced)
@@ -217,7 +247,8 @@ class Router(Server):
         source = lane_source(self.source, lane)
         sub = None
         try:
-            epoch = await asyncio.get_running_loop().run_in_executor(self.engine, take_lane, self.app, source)
+            epoch = await asyncio.get_running_loop().run_in_executor(
+                self.engine, take_lane, self.app, source, self.source if lane == GENERAL else None)
             sub = await self.js.pull_subscribe_bind(durable=consumer_name(lane), stream=IN_STREAM)
             info = await self.js.consumer_info(IN_STREAM, consumer_name(lane))
             if info.num_ack_pending:  # its last router died mid-batch: the server hands it out again first
@@ -262,6 +293,34 @@ class Router(Server):
             self.fenced.discard(source)
             await self.leases.release(f"lane.{lane}")
             log.info("lane %s let go", lane)
+
+    async def _tick(self, behind: datetime | None) -> None:
+        """Time passes no further than the oldest message some lane has not applied yet (a lane
+        catching up, or whose router died and waits for another): a deadline must not pass before
+        a shop's earlier `order.shipped` or `cancelled` is applied. Only when every lane is caught
+        up does time pass to now (as a single serve's does, adapters/serve.py)."""
+        if self.clock != "wall" or time.monotonic() - self.last_tick < self.TICK_SECONDS:
+            return
+        try:
+            lagging = await self._lagging()
+        except Exception as exc:  # noqa: BLE001 - NATS away: no tick this time
+            log.warning("clock tick skipped (%s)", one_line(str(exc) or type(exc).__name__))
+            return
+        if lagging is not None:
+            behind = lagging if behind is None else min(behind, lagging)
+        await super()._tick(behind)
+
+    async def _lagging(self) -> datetime | None:
+        """The broker time of the oldest message a partition lane has not applied, if any."""
+        oldest = None
+        for lane in lanes(self.partitions)[1:]:
+            info = await self.js.consumer_info(IN_STREAM, consumer_name(lane))
+            if info.num_pending or info.num_ack_pending:
+                msg = await self.js.get_msg(IN_STREAM, seq=info.ack_floor.stream_seq + 1,
+                                            subject=f"{SHOP_FORM}.{lane[1:]}", next=True)
+                if msg.time is not None and (oldest is None or msg.time < oldest):
+                    oldest = msg.time
+        return oldest
 
     # -- the roles ------------------------------------------------------------------------------
 

@@ -93,6 +93,8 @@ class Server:
         await ensure_streams(self.js, replicas=self.replicas)
         partitions = partitions_of((await self.js.stream_info(IN_STREAM)).config)
         if partitions:
+            for pool in (self.engine, self.reader):
+                pool.shutdown(wait=False)
             raise ServeError(f"{IN_STREAM} is partitioned into {partitions} (made by reflow serve --partitions "
                              f"{partitions}): start this router with --partitions {partitions}")
         await ensure_consumer(self.js, self.batch, self.ack_wait)
@@ -204,7 +206,7 @@ class Server:
 
         work = loop.run_in_executor(self.engine, apply_batch, self.app, items, dead_letters,
                                     source or self.source, epoch, shard)
-        keepalive = asyncio.create_task(self._keep_in_progress(msgs))
+        keepalive = asyncio.create_task(self._keep_in_progress(msgs, source or self.source))
         try:
             outcomes, failure = await work
         finally:
@@ -257,10 +259,16 @@ class Server:
                 log.warning("dead letter for %s not stored (%s); will retry", m.subject, type(r).__name__)
         return {id(m) for (m, _), r in zip(dead, results) if not isinstance(r, BaseException)}
 
-    async def _keep_in_progress(self, msgs: list[Msg]) -> None:
-        """Tell the server a long batch is being worked on, so it is not redelivered meanwhile."""
+    def _still_mine(self, source: str) -> bool:
+        return True
+
+    async def _keep_in_progress(self, msgs: list[Msg], source: str) -> None:
+        """Tell the server a long batch is being worked on, so it is not redelivered meanwhile
+        (while the batch's source is still this serve's: a router that lost a lane stops)."""
         while True:
             await asyncio.sleep(self.ack_wait / 3)
+            if not self._still_mine(source):
+                return
             for m in msgs:
                 with contextlib.suppress(Exception):
                     await m.in_progress()

@@ -132,6 +132,16 @@ class Agenda(Aggregate):
     def pass_(self, deadline: Deadline) -> None:
         self.trigger(DeadlinePassed, deadline[0], due=deadline[0], kind=deadline[1], key=deadline[2])
 
+    def end(self, at: datetime) -> None:
+        """The clock closes this agenda (it is empty): written to the agenda too, so a router
+        scheduling into it at the same moment conflicts, retries, and opens it again."""
+        self.trigger(AgendaEnded, at)
+
+
+class AgendaEnded(Event, frozen=True):
+    def apply(self, a: Agenda) -> None:
+        pass
+
 
 class DeadlineSet(Event, frozen=True):
     due: datetime
@@ -183,10 +193,8 @@ def pass_time(uow: UnitOfWork, at: datetime, limit: int | None = None) -> int:
         agendas = {e: uow.get(Agenda, agenda_uuid(e)) for e in clock.hours if e[0] == hour}
         while True:  # the hour's shards merged: the first due of all of them, each time
             due = [(d, e) for e, a in agendas.items() if a is not None and (d := a.next_by(at)) is not None]
-            if not due:
+            if not due or (limit is not None and n >= limit):
                 break
-            if limit is not None and n >= limit:
-                return n
             deadline, entry = min(due)
             agendas[entry].pass_(deadline)
             DEADLINES[deadline[1]](uow, deadline[2], deadline[0], at)
@@ -194,8 +202,10 @@ def pass_time(uow: UnitOfWork, at: datetime, limit: int | None = None) -> int:
         later = False
         for entry, agenda in agendas.items():
             if agenda is not None and agenda.due:
-                later = True  # the rest of this shard is due after `at`
+                later = True  # the rest of this shard is due after `at` (or beyond the limit)
             else:
+                if agenda is not None:
+                    agenda.end(at)
                 clock.close(entry, at)
         if later:
             break

@@ -41,10 +41,10 @@ class UnitOfWork:
         self._forget = forget or (lambda ids_: None)
         self.keys = keys
         """The cipher and token key that seal and mask consumer data (P1, P2)."""
-        self.absent = set(absent)
         self.shard = 0
         """Whose deadlines these are: the writer's lane of a partitioned inbound stream (its
         deadlines go to its own agendas, engine/clock.py), 0 for a single writer."""
+        self.absent = set(absent)
         """Ids known not to be stored yet (new orders): not looked up one by one."""
         self.loaded: dict[UUID, Aggregate | None] = {}
         self.clear: dict[bytes, Buyer] = {}  # sealed -> buyer, so a command unseals once

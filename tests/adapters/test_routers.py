@@ -250,3 +250,79 @@ def test_operator_commands_beside_routers_publish_a_shops_message_in_its_lane_an
         assert sent[1].error is not None and "qty" in sent[1].error
     finally:
         app.close()
+
+
+def test_partitioning_a_stream_a_serve_consumed_whole_does_not_apply_its_history_again(
+        nats_server, pg_store, tmp_path):
+    """The README's way from one serve to routers: stop serve, delete its consumer, start routers.
+    The general lane starts where that serve stopped (its stored position), so nothing it applied
+    is applied again; what comes after is."""
+    s = settings(nats_server, pg_store, tmp_path)
+
+    async def story():
+        async with client(nats_server.url) as c:
+            async with running(s) as one:
+                for subject, body in catalog():
+                    await c.send(subject, body)
+                await c.send("order.placed", order_body("H-1"))
+                await c.settled()
+            assert one.applied == 5
+            await c.js.delete_consumer("REFLOW_IN", "reflow")
+            async with running(s, partitions=2) as router:
+                await c.send("order.placed", order_body("H-2"))
+                await settled(c, ["reflow-general", "reflow-p0", "reflow-p1"])
+            return router
+
+    router = run(story)
+    assert (router.applied, router.repeated) == (1, 5)  # the new order; the history acknowledged only
+    app = open_app(s)
+    try:
+        assert [e.originator_version for e in app.decisions(*SHOP, "H-1")] == [2]  # routed once
+        assert app.order(*SHOP, "H-2").status == "allocated"
+    finally:
+        app.close()
+
+
+def test_time_passes_no_further_than_the_oldest_message_a_lane_has_not_applied(nats_server, pg_store, tmp_path):
+    """A lane behind (catching up, or its router dead and not yet replaced) holds the clock back:
+    a deadline must not pass before a shop's earlier order.shipped or cancelled is applied."""
+    from adapters.broker import connect
+    from adapters.routers import Router
+
+    s = settings(nats_server, pg_store, tmp_path)
+
+    async def story():
+        async with running(s, partitions=2):
+            pass  # the partitioned stream and its lanes, then no router at all
+        async with client(nats_server.url) as c:
+            await c.send(f"order.placed.{SHOP[0]}.{SHOP[1]}", order_body("L-1"))
+            stored = (await c.js.get_msg("REFLOW_IN", seq=(await c.js.stream_info("REFLOW_IN")).state.last_seq)).time
+        app = open_app(s)
+        nc = await connect(nats_server.url)
+        try:
+            router = Router(app, nc, partitions=2)
+            lagging = await router._lagging()
+            router.engine.shutdown()
+            router.reader.shutdown()
+            return stored, lagging
+        finally:
+            await nc.close()
+            app.close()
+
+    stored, lagging = run(story)
+    assert lagging == stored
+
+
+def test_routers_of_one_stream_must_agree_on_batch_and_ack_wait(nats_server, pg_store, tmp_path):
+    """A takeover waits for the lane consumer's ack wait: a router started with another --ack-wait
+    or --batch than the lanes were made with is refused in one line, naming both options."""
+    s = settings(nats_server, pg_store, tmp_path)
+
+    async def story():
+        async with running(s, partitions=2, batch=64):
+            pass
+        with pytest.raises(ServeError, match=r"--batch/--ack-wait: the lanes were made with --batch 64 --ack-wait 10"):
+            async with running(s, partitions=2, batch=128):
+                pass
+
+    run(story)

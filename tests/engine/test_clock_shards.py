@@ -43,3 +43,24 @@ def test_t4_each_writers_deadlines_of_an_hour_have_their_own_agenda_and_pass_in_
         assert memory_app.load(Clock, ids.clock_id()).hours == []  # every agenda closed once empty
     finally:
         DEADLINES.pop("test_shard", None)
+
+
+def test_t4_passing_time_with_a_limit_closes_the_agendas_it_emptied_in_the_same_write(memory_app):
+    """A limited pass (serve passes a thousand at a time) that empties an agenda closes it in the
+    same write, and marks the agenda itself: a router scheduling into it at that moment then
+    conflicts and retries (the Clock alone would not tell), so no deadline is left in a closed one."""
+    passed: list[str] = []
+
+    @on_deadline("test_limit")
+    def record(uow, key, due, now):  # noqa: ANN001, ANN202
+        passed.append(key)
+
+    try:
+        memory_app.run(lambda uow: schedule(uow, T0 + timedelta(minutes=1), "test_limit", "k1", T0), shard=2)
+        before = memory_app.load(Agenda, agenda_uuid((hour_of(T0), 2))).version
+        assert memory_app.execute(PassTime(at=T0 + timedelta(minutes=5), limit=1)) == 1
+        assert passed == ["k1"]
+        assert memory_app.load(Clock, ids.clock_id()).hours == []
+        assert memory_app.load(Agenda, agenda_uuid((hour_of(T0), 2))).version == before + 2  # passed, ended
+    finally:
+        DEADLINES.pop("test_limit", None)
