@@ -4,7 +4,7 @@ store (issue 18; README "Scaling out").
 Each router holds leases (adapters/leases.py) and does what they name:
 
 - ``lane.<lane>``: apply that lane of REFLOW_IN (adapters/partitions.py), batch by batch, exactly as
-  a single serve applies the whole stream (adapters/serve.py): one atomic write per batch with the
+  a single serve applies the whole stream (adapters/server.py): one atomic write per batch with the
   lane's position, then the acknowledgements. Taking a lane first stores the lane's next epoch
   (adapters/batches.py ``take_lane``): a router that lost the lane and still writes is refused by
   the store. The router holding ``lane.general`` also lets time pass (serve's clock tick).
@@ -52,7 +52,7 @@ from adapters.partitions import (
     transform,
 )
 from adapters.projecting import ProjectionRunFailed, Projections, ProjectionsFailed
-from adapters.serve import Server
+from adapters.server import Server
 from engine.app import Reflow
 
 log = logging.getLogger("reflow.serve")
@@ -298,7 +298,7 @@ class Router(Server):
         """Time passes no further than the oldest message some lane has not applied yet (a lane
         catching up, or whose router died and waits for another): a deadline must not pass before
         a shop's earlier `order.shipped` or `cancelled` is applied. Only when every lane is caught
-        up does time pass to now (as a single serve's does, adapters/serve.py)."""
+        up does time pass to now (as a single serve's does, adapters/server.py)."""
         if self.clock != "wall" or time.monotonic() - self.last_tick < self.TICK_SECONDS:
             return
         try:
