@@ -56,8 +56,8 @@ def serve(
         server = asyncio.run(run_serve(settings, batch=batch, ack_wait=ack_wait, clock=clock, tune_gc=True,
                                        partitions=partitions, prefer=prefer, replicas=replicas))
     logging.getLogger("reflow.serve").info(
-        "stopped: %d applied, %d dead-lettered, %d published",
-        server.applied, server.dead, server.published)
+        "stopped: %d applied, %d dead-lettered, %d published, %d write(s) retried after a concurrent one",
+        server.applied, server.dead, server.published, server.app.conflicts)
 
 
 def schema() -> None:

@@ -84,6 +84,8 @@ class Reflow(Conveniences, Application):
         instead of undoing each other's work until the retries run out. After a conflict, the
         first attempts take it too for `CONTENDED_SECONDS`: while routers contend, they take turns."""
         self._contended_until = 0.0
+        self.conflicts = 0
+        """Writes that lost to another writer of the store and ran again (a router's log says how many)."""
         self.sharing: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
         """Held around an ordinary write (the same lock, shared): a write never commits while
         another router runs a retry holding the lock alone, so that retry cannot lose again."""
@@ -219,6 +221,7 @@ class Reflow(Conveniences, Application):
                         if position is not None and self.position(position[0]) >= position[1]:
                             raise Conflict(f"{position[0]} position {position[1]} was stored already") from None
                         self._contended_until = time.monotonic() + self.CONTENDED_SECONDS
+                        self.conflicts += 1
                         continue
                     except BaseException:
                         self._forget(changed)
