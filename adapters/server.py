@@ -33,15 +33,12 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from adapters.batches import IN_STREAM, DeadLetters, Fenced, Item, apply_batch, apply_each  # noqa: F401  (re-exported)
+from adapters.batches import IN_STREAM, Fenced, apply_batch
 from adapters.bootstrap import Settings
-from adapters.broker import (  # noqa: F401  (re-exported)
+from adapters.broker import (
     CONSUMER,
-    DLQ_STREAM,
     OUT_STREAM,
-    STREAMS,
     ServeError,
-    connect,
     dead_letter_id,
     dead_letter_subject,
     ensure_consumer,

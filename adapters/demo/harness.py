@@ -44,16 +44,21 @@ async def run_stages(plan: DemoDay, settings: Any, app: Any, report: Report, con
         raise DemoError("reflow serve did not start within 60 s")
     try:
         async with _Producer(settings.nats_url, app, task) as producer, _Steps(console) as steps:
-
-            async def stage(title: str, messages: list[Message]) -> Applied:
-                return await producer.stage(steps, title, messages, report)
-
-            await plan.play(stage)
-            steps.done()
-            report.dead_letters = await producer.dead_letters()
+            await _play(plan, producer, steps, report)
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=120)
+
+
+async def _play(plan: DemoDay, producer: _Producer, steps: _Steps, report: Report) -> None:
+    """Every stage of the day, each waited for; then the dead letters."""
+
+    async def stage(title: str, messages: list[Message]) -> Applied:
+        return await producer.stage(steps, title, messages, report)
+
+    await plan.play(stage)
+    steps.done()
+    report.dead_letters = await producer.dead_letters()
 
 
 async def _through_routers(plan: DemoDay, settings: Any, app: Any, report: Report, console: Any,
@@ -67,13 +72,7 @@ async def _through_routers(plan: DemoDay, settings: Any, app: Any, report: Repor
                 raise DemoError(f"the routers did not start: {exc}") from None
             console.print(f"{routers.count} routers on {routers.partitions} partitions, leases held: "
                           f"logs in {routers.log_dir}", highlight=False, soft_wrap=True)
-
-            async def stage(title: str, messages: list[Message]) -> Applied:
-                return await producer.stage(steps, title, messages, report)
-
-            await plan.play(stage)
-            steps.done()
-            report.dead_letters = await producer.dead_letters()
+            await _play(plan, producer, steps, report)
     finally:
         codes = await asyncio.to_thread(routers.stop)
         if any(c not in (0, None) for c in codes):
