@@ -202,15 +202,18 @@ def publish(
     """Publish any inbound message, validated against `reflow schema` first, with a fresh Nats-Msg-Id."""
     from adapters.messages import SUBJECTS, BadMessage, decode
     from adapters.operator_publish import NotApplied, send
+    from adapters.partitions import NotThisShop, check_shop, plain_subject
 
     full = subject if subject.startswith("reflow.in.") else f"reflow.in.{subject}"
-    if full not in SUBJECTS:
-        raise ValueError(f"SUBJECT: unknown subject {subject!r} (reflow schema lists every one)")
+    plain, shop = plain_subject(full)  # the shop form, reflow.in.<name>.<platform>.<shop_id>, too
+    if plain not in SUBJECTS or full.count(".") == 6:
+        raise ValueError(f"SUBJECT: unknown subject {subject!r} (reflow schema lists every one; a shop's "
+                         "subject may add .<platform>.<shop_id>)")
     data = _read(file, "FILE")
     try:
-        decode(full, data)
-    except BadMessage as bad:
-        raise ValueError(f"{bad.reason}; nothing published") from None
+        check_shop(plain, shop, decode(plain, data))
+    except (BadMessage, NotThisShop) as bad:
+        raise ValueError(f"{getattr(bad, 'reason', None) or bad}; nothing published") from None
     from adapters.bootstrap import check_store
     from adapters.cli_common import given
 

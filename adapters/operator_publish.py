@@ -137,7 +137,7 @@ async def _send(url: str, messages: list[tuple[str, bytes]], wait: float, applie
                 if time.monotonic() - started > wait:
                     raise NotApplied(sent, wait)
                 await asyncio.sleep(0.1)
-        errors = await _dead_letters(js, dlq_from, {s.stored for s in sent}, {f"dlq-{s.msg_id}" for s in sent})
+        errors = await _dead_letters(js, dlq_from, {s.subject for s in sent}, {f"dlq-{s.msg_id}" for s in sent})
         for s in sent:
             s.applied = True
             s.error = errors.get(f"dlq-{s.msg_id}")

@@ -109,6 +109,14 @@ def plain_subject(subject: str) -> tuple[str, tuple[str, str] | None]:
     return subject, None
 
 
+def published_subject(stored: str) -> str:
+    """The subject as its producer published it: a partitioned stream's partition token taken off."""
+    tokens = stored.split(".")
+    if stored.startswith(PREFIX) and len(tokens) == 7 and tokens[6].isdigit():
+        return ".".join(tokens[:6])
+    return stored
+
+
 def check_shop(subject: str, shop: tuple[str, str] | None, message: Any) -> None:
     """A message in the shop form concerns that shop: its subject may take the form, and the
     body's platform and shop_id (where it has them) are the subject's. Else the message would be

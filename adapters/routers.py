@@ -81,6 +81,7 @@ class Router(Server):
         self.taken: deque[str] = deque(maxlen=1000)
         """The lanes and roles this router took, in order (the last thousand; its log says it too)."""
         self._published = 0
+        self.born = time.monotonic()
 
     @property
     def published(self) -> int:
@@ -188,8 +189,9 @@ class Router(Server):
         lost, a leader elected): the next round tries again."""
         try:
             await self._keep_round()
-        except nats.errors.Error as exc:
-            log.warning("leases: %s; trying again", one_line(str(exc) or type(exc).__name__))
+        except nats.errors.Error as exc:  # usual in a new cluster's first seconds (the bucket's replicas)
+            level = logging.INFO if time.monotonic() - self.born < 30 else logging.WARNING
+            log.log(level, "leases: %s; trying again", one_line(str(exc) or type(exc).__name__))
 
     async def _keep_round(self) -> None:
         for lane in lanes(self.partitions):

@@ -46,6 +46,7 @@ async def serve(settings: Settings, *, batch: int = 256, ack_wait: float = 10.0,
     if tune_gc:
         gctune.tune()
     pauses = gctune.Pauses()
+    ran = False
     try:
         nc = await connect(settings.nats_url)
         try:
@@ -63,6 +64,7 @@ async def serve(settings: Settings, *, batch: int = 256, ack_wait: float = 10.0,
                     loop.add_signal_handler(sig, server.stop.set)
             if stop is not None:
                 asyncio.create_task(_relay(stop, server.stop))
+            ran = True
             try:
                 await server.run(on_ready=(lambda: on_ready(server)) if on_ready else None)
             except nats.errors.Error as exc:  # e.g. JetStream not enabled: one line naming the option
@@ -78,7 +80,8 @@ async def serve(settings: Settings, *, batch: int = 256, ack_wait: float = 10.0,
     finally:
         app.close()
         pauses.close()
-        log.info("%s", pauses.line())
+        if ran:  # a refusal at start is one line on stderr, nothing before it
+            log.info("%s", pauses.line())
 
 
 async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:

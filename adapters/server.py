@@ -50,7 +50,7 @@ from adapters.inbound import ALREADY_APPLIED, Outcome
 from adapters.messages import one_line
 from adapters.outbound import Publisher
 from adapters.outbounding import Outbound, OutboundFailed
-from adapters.partitions import partitions_of
+from adapters.partitions import partitions_of, published_subject
 from adapters.projecting import ProjectionRunFailed, Projections, ProjectionsFailed
 from engine.app import Reflow
 from engine.commands import PassTime
@@ -91,8 +91,8 @@ class Server:
         if partitions:
             for pool in (self.engine, self.reader):
                 pool.shutdown(wait=False)
-            raise ServeError(f"{IN_STREAM} is partitioned into {partitions} (made by reflow serve --partitions "
-                             f"{partitions}): start this router with --partitions {partitions}")
+            raise ServeError(f"--partitions: {IN_STREAM} is partitioned into {partitions} (made by routers): "
+                             f"start reflow serve with --partitions {partitions}")
         await ensure_consumer(self.js, self.batch, self.ack_wait)
         sub = await self.js.pull_subscribe_bind(durable=CONSUMER, stream=IN_STREAM)
         self.source = await source_name(self.js)
@@ -244,10 +244,11 @@ class Server:
             return set()
         futures = []
         for m, o in dead:
-            log.info("dead letter %s: %s", m.subject, o.error)
-            headers = {"Reflow-Error": o.error, "Reflow-Subject": m.subject,
+            subject = published_subject(m.subject)  # as its producer sent it, to publish again once fixed
+            log.info("dead letter: %s", o.error)
+            headers = {"Reflow-Error": o.error, "Reflow-Subject": subject,
                        "Nats-Msg-Id": dead_letter_id(m)}
-            futures.append(await self.js.publish_async(dead_letter_subject(m.subject), m.data,
+            futures.append(await self.js.publish_async(dead_letter_subject(subject), m.data,
                                                        headers=headers))
         results = await asyncio.gather(*futures, return_exceptions=True)
         for (m, _), r in zip(dead, results):

@@ -126,6 +126,9 @@ def _table(title: str, first: str, numbers: Iterable[str]) -> Any:
 def render(report: Report, console: Any) -> None:
     for _, error in report.dead_letters:
         console.print(f"[yellow]dead letter[/] (REFLOW_DLQ): {error}", highlight=False, soft_wrap=True)
+    if any(error.startswith("reflow.in.supplier.price") for _, error in report.dead_letters):
+        console.print("(planted: one producer sends a price as a JSON number; a bad message goes to the "
+                      "dead letters and changes nothing)", highlight=False, soft_wrap=True)
     console.print()
 
     t = _table("Orders by status", "status", ("orders", "amount (CNY)"))

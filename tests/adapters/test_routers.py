@@ -326,3 +326,41 @@ def test_routers_of_one_stream_must_agree_on_batch_and_ack_wait(nats_server, pg_
                 pass
 
     run(story)
+
+
+def test_reflow_publish_takes_the_shop_form_typed_by_hand_and_refuses_another_shops_body(
+        nats_server, pg_store, tmp_path):
+    """What the README tells producers to use, typed into `reflow publish`: published as typed and
+    applied by its lane; a body of another shop is refused before anything is published."""
+    import subprocess
+    import sys
+
+    s = settings(nats_server, pg_store, tmp_path)
+    options = ["--store", pg_store, "--nats", nats_server.url, "--data-dir", str(s.data_dir)]
+
+    def publish(subject: str, body: dict) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "adapters.cli", "publish", subject, *options],
+                              input=_json(body), capture_output=True, timeout=60)
+
+    async def story():
+        async with running(s, partitions=2), client(nats_server.url) as c:
+            for subject, body in catalog():
+                await c.send(subject, body)
+            await settled(c, ["reflow-general", "reflow-p0", "reflow-p1"])
+            ok = await asyncio.to_thread(publish, f"order.placed.{SHOP[0]}.{SHOP[1]}", order_body("PUB-1"))
+            wrong = await asyncio.to_thread(publish, "reflow.in.order.placed.douyin.elsewhere", order_body("PUB-2"))
+            stored = (await c.js.stream_info("REFLOW_IN")).state.last_seq
+            return ok, wrong, stored
+
+    ok, wrong, stored = run(story)
+    assert ok.returncode == 0, ok.stderr
+    assert f"published reflow.in.order.placed.{SHOP[0]}.{SHOP[1]} (REFLOW_IN seq {stored}" in ok.stdout.decode()
+    assert wrong.returncode == 1
+    assert wrong.stderr.decode().strip().splitlines() == [
+        "reflow: reflow.in.order.placed: the subject names shop douyin.elsewhere, the message's platform and "
+        f"shop_id are {SHOP[0]}.{SHOP[1]}; nothing published"]
+    app = open_app(s)
+    try:
+        assert app.order(*SHOP, "PUB-1").status == "allocated" and app.order(*SHOP, "PUB-2") is None
+    finally:
+        app.close()
