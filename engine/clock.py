@@ -48,8 +48,10 @@ def next_day_start(at: datetime) -> datetime:
 Entry = tuple[datetime, int]
 """(hour, shard): one agenda. The shard is the writer's (`UnitOfWork.shard`): routers that scale
 out each apply their own lanes of the inbound stream (issue 18) and keep the deadlines they set in
-their own agendas of the hour. With one agenda per hour, every batch of every router wrote it,
-and they could only take turns. A single writer uses shard 0 (one agenda per hour, as before)."""
+their own agendas of the hour, so no two routers' batches write the same one (only passing time,
+one router's work, writes them all). With one agenda per hour, every batch of every router wrote
+it, and they could only take turns. A single writer uses shard 0 (one agenda per hour, as before).
+A shard opened for an hour while that hour is being passed waits for the next tick."""
 
 
 def agenda_uuid(entry: Entry):  # noqa: ANN201
