@@ -364,3 +364,40 @@ def test_reflow_publish_takes_the_shop_form_typed_by_hand_and_refuses_another_sh
         assert app.order(*SHOP, "PUB-1").status == "allocated" and app.order(*SHOP, "PUB-2") is None
     finally:
         app.close()
+
+
+def test_rt7_routers_of_different_lanes_selling_the_last_units_of_one_offer_never_oversell(
+        nats_server, pg_store, tmp_path):
+    """Two routers, each with its own lanes, and shops in both lanes selling the last 20 units of one
+    offer: exactly 20 orders are allocated, the offer holds 20 reserved and none left (RT7)."""
+    s = settings(nats_server, pg_store, tmp_path)
+    shops = [("douyin", f"dy-rt7-{n}") for n in range(6)]
+    lanes = ["reflow-general", "reflow-p0", "reflow-p1"]
+
+    async def story():
+        async with running(s, partitions=2, prefer=["p0", "general"]), running(s, partitions=2, prefer=["p1"]):
+            async with client(nats_server.url) as c:
+                for subject, body in catalog(stock=20):
+                    if subject != "link.set":
+                        await c.send(subject, body)
+                await settled(c, lanes)
+                for shop in shops:
+                    await c.send(f"link.set.{shop[0]}.{shop[1]}", shop_link(shop))
+                await settled(c, lanes)
+                await c.send_many([(f"order.placed.{shop[0]}.{shop[1]}", shop_order(shop, f"{shop[1]}-{n}"))
+                                   for n in range(10) for shop in shops])
+                await settled(c, lanes)
+                stored = await c.messages("REFLOW_IN", "reflow.in.order.placed.>", at_least=60)
+                return {m.subject.rsplit(".", 1)[1] for m in stored}
+
+    partitions = run(story)
+    assert partitions == {"0", "1"}  # the shops' orders went to both routers
+    app = open_app(s)
+    try:
+        allocated = [(shop, n) for shop in shops for n in range(10)
+                     if app.order(*shop, f"{shop[1]}-{n}").status == "allocated"]
+        assert len(allocated) == 20
+        offer = app.offer(SUPPLIER, OFFER)
+        assert (offer.reserved[SSKU], offer.available(SSKU)) == (20, 0)
+    finally:
+        app.close()
