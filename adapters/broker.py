@@ -121,3 +121,31 @@ def received_at(msg: Msg) -> datetime:
         return datetime.now(UTC)
 
 
+async def ensure_partitioned(js: JetStreamContext, partitions: int, replicas: int) -> None:
+    """A partitioned REFLOW_IN (made if missing; a stream an unpartitioned serve made is
+    partitioned once that serve's consumer is gone), REFLOW_OUT and REFLOW_DLQ."""
+    from adapters.partitions import STREAM_SUBJECTS, partitions_of, stream_config, transform
+
+    try:
+        info = await js.stream_info(IN_STREAM)
+    except NotFoundError:
+        await js.add_stream(stream_config(IN_STREAM, partitions, DUPLICATE_WINDOW[IN_STREAM], replicas))
+    else:
+        made = partitions_of(info.config)
+        if made and made != partitions:
+            raise ServeError(f"--partitions: {IN_STREAM} was made with {made} partitions; start every "
+                             f"router with --partitions {made}")
+        if not made:  # made by a serve of the whole stream: partition it, if that serve is gone
+            try:
+                await js.consumer_info(IN_STREAM, CONSUMER)
+            except NotFoundError:
+                pass
+            else:
+                raise ServeError(
+                    f"--partitions: {IN_STREAM} is consumed whole by an unpartitioned reflow serve (consumer "
+                    f"{CONSUMER}): stop it, let it finish, delete that consumer (nats consumer rm {IN_STREAM} "
+                    f"{CONSUMER}), then start the routers")
+            info.config.subjects = list(STREAM_SUBJECTS)
+            info.config.subject_transform = transform(partitions)
+            await js.update_stream(info.config)
+    await ensure_streams(js, replicas=replicas)

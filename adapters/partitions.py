@@ -141,3 +141,4 @@ def stream_config(name: str, partitions: int, duplicate_window: float, replicas:
     return StreamConfig(name=name, subjects=list(STREAM_SUBJECTS), storage=StorageType.FILE,
                         duplicate_window=duplicate_window, num_replicas=replicas,
                         subject_transform=transform(partitions))
+

@@ -35,21 +35,17 @@ from nats.js.errors import NotFoundError
 
 from adapters.batches import IN_STREAM, take_lane
 from adapters.bootstrap import Settings
-from adapters.broker import CONSUMER, DUPLICATE_WINDOW, ServeError, ensure_streams, received_at, source_name
+from adapters.broker import ServeError, ensure_partitioned, received_at, source_name
 from adapters.leases import Leases
 from adapters.messages import one_line
 from adapters.outbounding import Outbound
 from adapters.partitions import (
     GENERAL,
     SHOP_FORM,
-    STREAM_SUBJECTS,
     consumer_config,
     consumer_name,
     lane_source,
     lanes,
-    partitions_of,
-    stream_config,
-    transform,
 )
 from adapters.projecting import ProjectionRunFailed, Projections, ProjectionsFailed
 from adapters.server import Server
@@ -66,6 +62,9 @@ the publisher publishes at once instead of at its next round."""
 class Router(Server):
     RENEW_SECONDS = 1.0
     GRACE_SECONDS = 2.0
+    STUCK_SECONDS = 120.0
+    """A lane whose loop has not come round for this long (a batch that hangs: nothing in reflow
+    should) stops being renewed, so another router takes it and fences this one."""
 
     def __init__(self, app: Reflow, nc: NATS, *, partitions: int, prefer: list[str] | tuple = (),
                  settings: Settings | None = None, replicas: int = 1, lease_ttl: float = 5.0,
@@ -82,6 +81,8 @@ class Router(Server):
         """The lanes and roles this router took, in order (the last thousand; its log says it too)."""
         self._published = 0
         self.born = time.monotonic()
+        self.progress: dict[str, float] = {}
+        """Lane -> when its loop last came round (the watchdog in ``_renewer``)."""
 
     @property
     def published(self) -> int:
@@ -146,28 +147,7 @@ class Router(Server):
         await self.leases.open()
 
     async def _ensure_stream(self) -> None:
-        """A partitioned REFLOW_IN (made here if missing), REFLOW_OUT and REFLOW_DLQ."""
-        try:
-            info = await self.js.stream_info(IN_STREAM)
-        except NotFoundError:
-            await self.js.add_stream(stream_config(IN_STREAM, self.partitions, DUPLICATE_WINDOW[IN_STREAM],
-                                                   self.replicas))
-        else:
-            made = partitions_of(info.config)
-            if made and made != self.partitions:
-                raise ServeError(f"--partitions: {IN_STREAM} was made with {made} partitions; start every "
-                                 f"router with --partitions {made}")
-            if not made:  # made by a serve of the whole stream: partition it, if that serve is gone
-                with contextlib.suppress(NotFoundError):
-                    await self.js.consumer_info(IN_STREAM, CONSUMER)
-                    raise ServeError(
-                        f"{IN_STREAM} is consumed whole by an unpartitioned reflow serve (consumer {CONSUMER}): "
-                        f"stop it, let it finish, delete that consumer (nats consumer rm {IN_STREAM} "
-                        f"{CONSUMER}), then start the routers with --partitions")
-                info.config.subjects = list(STREAM_SUBJECTS)
-                info.config.subject_transform = transform(self.partitions)
-                await self.js.update_stream(info.config)
-        await ensure_streams(self.js, replicas=self.replicas)
+        await ensure_partitioned(self.js, self.partitions, self.replicas)
 
     # -- leases ---------------------------------------------------------------------------------
 
@@ -177,6 +157,11 @@ class Router(Server):
         (``Leases.holds``), and a role at its next round."""
         while True:
             started = time.monotonic()
+            for lane, at in list(self.progress.items()):  # a lane stuck in a batch: another router takes it
+                if started - at > self.STUCK_SECONDS and self.leases.holds(f"lane.{lane}"):
+                    log.error("lane %s made no progress for %.0f s; letting another router take it (its "
+                              "writes from now on are refused)", lane, started - at)
+                    self.leases.held.pop(f"lane.{lane}", None)  # not renewed: it expires for the others
             try:
                 for name in await self.leases.renew():
                     log.warning("lease %s lost (taken over, or NATS away for %.0f s)", name, self.leases.ttl)
@@ -259,6 +244,7 @@ class Router(Server):
                 await self._sleep(self.ack_wait + 0.5)
             backoff = 0.0
             while self._keeps(lane, source):
+                self.progress[lane] = time.monotonic()
                 if backoff:
                     await self._sleep(backoff)
                 try:
@@ -292,6 +278,7 @@ class Router(Server):
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
             self.handing.discard(lane)
+            self.progress.pop(lane, None)
             self.fenced.discard(source)
             await self.leases.release(f"lane.{lane}")
             log.info("lane %s let go", lane)

@@ -401,3 +401,42 @@ def test_rt7_routers_of_different_lanes_selling_the_last_units_of_one_offer_neve
         assert (offer.reserved[SSKU], offer.available(SSKU)) == (20, 0)
     finally:
         app.close()
+
+
+def test_a_lane_stuck_in_a_batch_is_let_go_and_taken_by_another_router(nats_server, pg_store, tmp_path, monkeypatch):
+    """A router whose lane hangs in a batch (nothing in reflow should) stops renewing that lane's
+    lease after STUCK_SECONDS: the other router takes the lane and applies what is waiting; the
+    stuck router, if it ever wakes, is fenced."""
+    from adapters.routers import Router
+
+    monkeypatch.setattr(Router, "STUCK_SECONDS", 2.0)
+    s = settings(nats_server, pg_store, tmp_path)
+    hang = asyncio.Event()
+    original = Router._process
+
+    async def process(self, msgs, source=None, epoch=0, shard=0):  # noqa: ANN001, ANN202
+        if getattr(self, "hangs", False) and source and source.endswith("#p0"):
+            await hang.wait()  # stuck for good (released at the end of the test)
+        return await original(self, msgs, source, epoch, shard)
+
+    monkeypatch.setattr(Router, "_process", process)
+
+    async def story():
+        async with running(s, partitions=1, prefer=["p0", "general"], ack_wait=2) as stuck, client(nats_server.url) as c:
+            for subject, body in catalog():
+                await c.send(subject, body)
+            await settled(c, ["reflow-general", "reflow-p0"])
+            stuck.hangs = True
+            await c.send(f"order.placed.{SHOP[0]}.{SHOP[1]}", order_body("STUCK-1"))
+            async with running(s, partitions=1, ack_wait=2) as other:
+                await settled(c, ["reflow-p0"], timeout=60)
+                hang.set()
+                return "lane.p0" in other.taken
+
+    assert run(story, timeout=120)
+    app = open_app(s)
+    try:
+        assert app.order(*SHOP, "STUCK-1").status == "allocated"
+        assert len(app.allocations_of(*SHOP, "STUCK-1")) == 1
+    finally:
+        app.close()
