@@ -95,17 +95,26 @@ class Routers:
         return codes
 
     async def holders(self, js: Any) -> dict[str, int | None]:
-        """Lease -> the router (index) holding it; None: held by a process not started here."""
+        """Lease -> the router (index) holding it; None: held by a process not started here. Each
+        lease is read by its key (a listing of the bucket is a watch that may time out while the
+        cluster is busy); a lease that cannot be read now is left out."""
+        from nats.js.errors import KeyNotFoundError
+
         from adapters.leases import BUCKET
 
         kv = await js.key_value(BUCKET)
         pids = {proc.pid: i for i, proc in enumerate(self.procs) if proc is not None}
         out: dict[str, int | None] = {}
-        for key in await kv.keys():
-            if key.startswith(("lane.", "role.")):
-                with contextlib.suppress(Exception):
+        for key in [f"lane.{lane}" for lane in lanes(self.partitions)] + ["role.publisher", "role.projections"]:
+            for attempt in range(3):
+                try:
                     holder = (await kv.get(key)).value.decode()
                     out[key] = pids.get(int(holder.split(":")[1]))
+                    break
+                except KeyNotFoundError:
+                    break
+                except Exception:  # noqa: BLE001 - a timeout on a busy cluster: read it again
+                    await asyncio.sleep(0.2 * (attempt + 1))
         return out
 
     async def ready(self, js: Any, timeout: float = 60.0) -> None:
