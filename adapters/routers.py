@@ -323,19 +323,7 @@ class Router(Server):
             if out is not None:
                 await loop.run_in_executor(self.reader, out.start)
                 self.outbound = out
-            while not self.stop.is_set() and self.leases.holds("role.publisher"):
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout=1.0)
-                self.wake.clear()
-                try:
-                    if out is not None:
-                        out.wake()
-                        await loop.run_in_executor(self.reader, out.check)
-                    else:
-                        await self.publisher.publish_pending()
-                except Exception as exc:  # noqa: BLE001 - NATS away: the next round resumes
-                    log.warning("outbound publish failed (%s); retrying", one_line(str(exc) or type(exc).__name__))
-                    await self._sleep(0.5)
+            await self._outbound_loop(lambda: self.leases.holds("role.publisher"))
         except Exception as exc:  # noqa: BLE001 - cannot start: another router (or this one) tries again
             log.error("publisher: %s", one_line(str(exc) or type(exc).__name__))
         finally:

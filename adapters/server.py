@@ -270,8 +270,10 @@ class Server:
                 with contextlib.suppress(Exception):
                     await m.in_progress()
 
-    async def _outbound_loop(self) -> None:
-        while not self.stop.is_set():
+    async def _outbound_loop(self, keeps: Callable[[], bool] = lambda: True) -> None:
+        """Publish after every wake (a stored batch) or second, until serve stops or ``keeps()``
+        says otherwise (a router that lost the publisher's lease)."""
+        while not self.stop.is_set() and keeps():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=1.0)
             self.wake.clear()

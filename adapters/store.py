@@ -146,6 +146,15 @@ def _postgres_env(url: str) -> dict[str, str]:
     return env
 
 
+def pg_connect(env: dict[str, str], **options: Any) -> Any:
+    """An autocommit connection of its own to the PostgreSQL store ``env`` names."""
+    import psycopg
+
+    return psycopg.connect(dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
+                           user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"],
+                           connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT", "10")), autocommit=True, **options)
+
+
 @contextlib.contextmanager
 def creating(env: dict[str, str]) -> Iterator[None]:
     """Around eventsourcing's ``CREATE ... IF NOT EXISTS`` of a PostgreSQL store: one process at a
@@ -154,11 +163,8 @@ def creating(env: dict[str, str]) -> Iterator[None]:
     if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
         yield
         return
-    import psycopg
 
-    with psycopg.connect(dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
-                         user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"],
-                         connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT", "10")), autocommit=True) as conn:
+    with pg_connect(env) as conn:
         key = f"reflow store {env.get('POSTGRES_SCHEMA') or 'public'}"
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
         try:
@@ -186,13 +192,7 @@ class WriteLock:
     its host is gone and PostgreSQL has not noticed yet) writes without it."""
 
     def _connect(self) -> Any:
-        import psycopg
-
-        env = self.env
-        conn = psycopg.connect(dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
-                               user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"],
-                               connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT", "10")), autocommit=True,
-                               keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
+        conn = pg_connect(self.env, keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
         # the server drops a dead holder's session (and its lock) within about 25 s, not hours
         conn.execute(f"SET lock_timeout = '{self.WAIT}'")
         for name, value in (("tcp_keepalives_idle", 10), ("tcp_keepalives_interval", 5), ("tcp_keepalives_count", 3)):
@@ -251,18 +251,9 @@ def ensure_store(env: dict[str, str]) -> None:
     schema = env.get("POSTGRES_SCHEMA")
     if not schema:
         return
-    import psycopg
     from psycopg import sql
 
-    with psycopg.connect(
-        dbname=env["POSTGRES_DBNAME"],
-        host=env["POSTGRES_HOST"],
-        port=env["POSTGRES_PORT"],
-        user=env["POSTGRES_USER"],
-        password=env["POSTGRES_PASSWORD"],
-        connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT", "10")),
-        autocommit=True,
-    ) as conn:
+    with pg_connect(env) as conn:
         conn.execute(
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
         )
